@@ -1,0 +1,1 @@
+"""The REST API under ``/api``: thin adapters from HTTP to the services."""

@@ -1,0 +1,106 @@
+"""Request and response bodies of the REST API."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from chatforge.store.models import Role
+
+
+class Body(BaseModel):
+    """Request bodies reject unknown fields, so a typo is an error instead of being ignored."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class Out(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+
+class ErrorOut(BaseModel):
+    detail: str
+    code: str
+
+
+class RegisterIn(Body):
+    username: str = Field(min_length=3, max_length=32, pattern=r"^[A-Za-z0-9_.-]+$")
+    password: str = Field(min_length=8, max_length=128)
+    display_name: str | None = Field(default=None, min_length=1, max_length=64)
+
+
+class TokenIn(Body):
+    username: str = Field(min_length=1, max_length=64)
+    password: str = Field(min_length=1, max_length=128)
+
+
+class TokenOut(BaseModel):
+    access_token: str
+    token_type: str = "bearer"
+    expires_in: int
+
+
+class UserOut(Out):
+    id: int
+    username: str
+    display_name: str
+    role: Role
+    is_active: bool
+    created_at: datetime
+
+
+class UserListOut(BaseModel):
+    items: list[UserOut]
+    total: int
+    offset: int
+    limit: int
+
+
+class ProfileIn(Body):
+    display_name: str = Field(min_length=1, max_length=64)
+
+
+class PasswordChangeIn(Body):
+    current_password: str = Field(min_length=1, max_length=128)
+    new_password: str = Field(min_length=8, max_length=128)
+
+
+class PasswordResetIn(Body):
+    password: str = Field(min_length=8, max_length=128)
+
+
+class UserPatch(Body):
+    role: Role | None = None
+    active: bool | None = None
+
+
+class TopicIn(Body):
+    name: str = Field(min_length=1, max_length=80)
+    description: str = Field(default="", max_length=500)
+
+
+class TopicPatch(Body):
+    name: str | None = Field(default=None, min_length=1, max_length=80)
+    description: str | None = Field(default=None, max_length=500)
+    active: bool | None = None
+
+
+class TopicOut(Out):
+    id: int
+    name: str
+    description: str
+    is_active: bool
+
+
+class FeatureIn(Body):
+    body: str = Field(max_length=10_000)
+
+
+class FeaturesOut(BaseModel):
+    roles: dict[Role, str]
+
+
+class HealthOut(BaseModel):
+    status: str
+    database: str

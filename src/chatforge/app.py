@@ -1,0 +1,63 @@
+"""The FastAPI application factory.
+
+Run with ``chatforge serve``, or ``uvicorn --factory chatforge.app:create_app``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
+
+from chatforge import __version__
+from chatforge.api import auth, features, ops, topics, users
+from chatforge.api.errors import install_error_handlers
+from chatforge.context import AppContext, build_context
+from chatforge.settings import Settings, load_settings
+from chatforge.web.headers import SecurityHeaders
+from chatforge.web.pages import account, admin, staff
+from chatforge.web.render import build_environment
+
+STATIC = Path(__file__).parent / "web" / "static"
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the app; resources (database, broker) are created when it starts, not here."""
+    config = settings or load_settings()
+    config.check()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        ctx: AppContext = build_context(config)
+        app.state.ctx = ctx
+        try:
+            yield
+        finally:
+            await ctx.close()
+
+    app = FastAPI(
+        title="chatforge",
+        version=__version__,
+        description="Support chat, live sessions, bots and annotation, over one REST and "
+        "WebSocket API.",
+        lifespan=lifespan,
+    )
+    app.state.templates = build_environment()
+    install_error_handlers(app)
+    for router in (
+        auth.router,
+        users.router,
+        topics.router,
+        features.router,
+        ops.router,
+        account.router,
+        admin.router,
+        staff.router,
+    ):
+        app.include_router(router)
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    app.add_middleware(SecurityHeaders)
+    return app

@@ -1,0 +1,1 @@
+"""Authentication: password hashing, signed tokens, login throttling, CSRF."""

@@ -1,0 +1,128 @@
+"""The ``chatforge`` command line (R4)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Annotated, TypeVar
+
+import typer
+import uvicorn
+from rich.console import Console
+from rich.table import Table
+
+from chatforge.context import AppContext, build_context
+from chatforge.demo import seed_demo
+from chatforge.errors import ChatforgeError
+from chatforge.settings import SettingsError, load_settings
+from chatforge.store import migrate
+from chatforge.store.models import Role
+
+app = typer.Typer(help="chatforge: conversations between people and bots.", no_args_is_help=True)
+db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
+user_app = typer.Typer(help="Accounts.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(user_app, name="user")
+
+console = Console()
+T = TypeVar("T")
+
+
+def _with_context(work: Callable[[AppContext], Awaitable[T]]) -> T:
+    async def run() -> T:
+        ctx = build_context(load_settings())
+        try:
+            return await work(ctx)
+        finally:
+            await ctx.close()
+
+    return asyncio.run(run())
+
+
+def _upgrade() -> None:
+    settings = load_settings()
+    settings.check()
+    migrate.upgrade(settings.resolved_database_url)
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    workers: Annotated[int, typer.Option(min=1, help="Server processes.")] = 1,
+    migrate_first: Annotated[
+        bool, typer.Option("--migrate/--no-migrate", help="Upgrade the schema before serving.")
+    ] = True,
+) -> None:
+    """Serve chatforge over HTTP and WebSockets."""
+    if migrate_first:
+        _upgrade()
+    console.print(f"chatforge on [bold]http://{host}:{port}[/bold]")
+    uvicorn.run(
+        "chatforge.app:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        proxy_headers=False,
+        ws_max_size=64 * 1024,
+        ws_per_message_deflate=False,
+        timeout_keep_alive=15,
+        log_level="info",
+    )
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Bring the database schema up to date."""
+    _upgrade()
+    console.print("Database schema is up to date.")
+
+
+@user_app.command("create")
+def user_create(
+    username: Annotated[str, typer.Option(help="Login name.")],
+    role: Annotated[Role, typer.Option(help="Role of the account.")] = Role.user,
+    password: Annotated[
+        str, typer.Option(prompt=True, hide_input=True, confirmation_prompt=True, help="Password.")
+    ] = "",
+) -> None:
+    """Create an account, for example the first admin."""
+    _upgrade()
+    try:
+        user = _with_context(lambda ctx: ctx.accounts.register(username, password, role=role))
+    except ChatforgeError as exc:
+        console.print(f"[red]{exc.message}[/red]")
+        raise typer.Exit(1) from exc
+    console.print(f"Created {user.username} ({user.role.value}).")
+
+
+@app.command()
+def demo() -> None:
+    """Load demo topics and one account per role; new passwords are printed once."""
+    _upgrade()
+    accounts = _with_context(seed_demo)
+    table = Table(title="Demo accounts")
+    table.add_column("username")
+    table.add_column("role")
+    table.add_column("password")
+    for account in accounts:
+        table.add_row(
+            account.username,
+            account.role.value,
+            account.password or "[dim](exists; unchanged)[/dim]",
+        )
+    console.print(table)
+    console.print("Keep these passwords: they are not stored in clear and not shown again.")
+
+
+def main() -> None:
+    try:
+        app()
+    except SettingsError as exc:
+        console.print(f"[red]Configuration error:[/red] {exc}")
+        raise SystemExit(2) from exc
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,117 @@
+"""Configuration, read from ``CHATFORGE_*`` environment variables.
+
+Settings are built once by the entry point (CLI, app factory, tests) and passed along; nothing
+reads the environment at import time.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from functools import cached_property
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+MIN_SECRET_BYTES = 32
+
+
+class SettingsError(ValueError):
+    """The configuration cannot be used to start chatforge."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="CHATFORGE_", extra="ignore")
+
+    data_dir: Path = Path("./data")
+    database_url: str = ""
+    secret_key: str = ""
+    redis_url: str = ""
+    public_url: str = "http://127.0.0.1:8000"
+
+    token_ttl_minutes: int = Field(default=60 * 12, ge=1)
+    login_failures_per_username: int = Field(default=10, ge=1)
+    login_failures_per_ip: int = Field(default=30, ge=1)
+    login_window_minutes: int = Field(default=15, ge=1)
+    max_active_per_moderator: int = Field(default=1, ge=1)
+    claim_timeout_seconds: int = Field(default=300, ge=1)
+    sqlite_busy_timeout_ms: int = Field(default=5000, ge=0)
+
+    twilio_account_sid: str = ""
+    twilio_auth_token: str = ""
+    twilio_from: str = ""
+    twilio_api_url: str = "https://api.twilio.com"
+    facebook_verify_token: str = ""
+    facebook_app_secret: str = ""
+    facebook_page_token: str = ""
+    graph_api_url: str = "https://graph.facebook.com/v19.0"
+
+    @field_validator("public_url")
+    @classmethod
+    def _public_url_is_http(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in {"http", "https"} or not parts.netloc:
+            raise ValueError(
+                "CHATFORGE_PUBLIC_URL must be an http(s) URL such as https://chat.example.org"
+            )
+        return value.rstrip("/")
+
+    @cached_property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{(self.data_dir / 'chatforge.db').resolve()}"
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.resolved_database_url.startswith("sqlite")
+
+    @property
+    def public_origin(self) -> str:
+        parts = urlsplit(self.public_url)
+        return f"{parts.scheme}://{parts.netloc}"
+
+    @property
+    def secure_cookies(self) -> bool:
+        return self.public_url.startswith("https://")
+
+    @cached_property
+    def signing_key(self) -> bytes:
+        """The secret used for tokens, CSRF and flash signatures.
+
+        Taken from ``CHATFORGE_SECRET_KEY`` when set; otherwise generated once and kept in
+        ``data_dir/secret_key`` so that sessions survive a restart.
+        """
+        key = self.secret_key or self._stored_secret()
+        raw = key.encode()
+        if len(raw) < MIN_SECRET_BYTES:
+            raise SettingsError(
+                f"CHATFORGE_SECRET_KEY is {len(raw)} bytes long; use at least {MIN_SECRET_BYTES}"
+                " (for example: python -c 'import secrets; print(secrets.token_urlsafe(48))')"
+            )
+        return raw
+
+    def _stored_secret(self) -> str:
+        path = self.data_dir / "secret_key"
+        if path.exists():
+            return path.read_text().strip()
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        key = secrets.token_urlsafe(48)
+        # Created with owner-only permissions from the start, never world-readable.
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(key + "\n")
+        return key
+
+    def check(self) -> None:
+        """Fail early, with a readable message, on settings the server cannot run with."""
+        _ = self.signing_key
+        if self.is_sqlite:
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Build settings from the environment, with explicit overrides (used by tests and the CLI)."""
+    return Settings(**overrides)  # type: ignore[arg-type]

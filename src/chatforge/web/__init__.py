@@ -1,0 +1,1 @@
+"""Server-rendered pages, their templates and static files."""
