@@ -1,0 +1,42 @@
+"""Plain factory functions for test data, going through the real services."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import TypeVar
+
+from chatforge.context import AppContext, build_context
+from chatforge.settings import load_settings
+from chatforge.store.models import Role, User
+
+T = TypeVar("T")
+PASSWORD = "correct horse battery"
+_counter = itertools.count(1)
+
+
+def unique_name(prefix: str = "user") -> str:
+    return f"{prefix}{next(_counter)}"
+
+
+async def make_user(
+    ctx: AppContext, role: Role | str = Role.user, username: str | None = None
+) -> User:
+    return await ctx.accounts.register(
+        username or unique_name(str(Role(role).value)), PASSWORD, role=Role(role)
+    )
+
+
+def with_context(data_dir: Path, work: Callable[[AppContext], Awaitable[T]], **env: str) -> T:
+    """Run ``work`` against the database of a server running on ``data_dir``, from a sync test."""
+
+    async def run() -> T:
+        ctx = build_context(load_settings(data_dir=data_dir, **env))
+        try:
+            return await work(ctx)
+        finally:
+            await ctx.close()
+
+    return asyncio.run(run())
