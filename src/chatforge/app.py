@@ -5,6 +5,8 @@ Run with ``chatforge serve``, or ``uvicorn --factory chatforge.app:create_app``.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -16,12 +18,25 @@ from chatforge import __version__
 from chatforge.api import auth, features, ops, topics, users
 from chatforge.api.errors import install_error_handlers
 from chatforge.context import AppContext, build_context
+from chatforge.realtime.endpoint import websocket_endpoint
 from chatforge.settings import Settings, load_settings
 from chatforge.web.headers import SecurityHeaders
 from chatforge.web.pages import account, admin, staff
 from chatforge.web.render import build_environment
 
 STATIC = Path(__file__).parent / "web" / "static"
+log = logging.getLogger(__name__)
+
+
+async def sweep_unanswered_claims(ctx: AppContext) -> None:
+    """Put claimed-but-unanswered support conversations back in the queue (S6)."""
+    interval = min(10.0, ctx.settings.claim_timeout_seconds / 2)
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            await ctx.support.release_unanswered()
+        except Exception:
+            log.exception("claim-timeout sweep failed; retrying")
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -33,9 +48,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         ctx: AppContext = build_context(config)
         app.state.ctx = ctx
+        await ctx.start()
+        sweeper = asyncio.create_task(sweep_unanswered_claims(ctx))
         try:
             yield
         finally:
+            sweeper.cancel()
             await ctx.close()
 
     app = FastAPI(
@@ -58,6 +76,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         staff.router,
     ):
         app.include_router(router)
+    app.add_api_websocket_route("/ws", websocket_endpoint)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     app.add_middleware(SecurityHeaders)
     return app

@@ -10,9 +10,16 @@ from limits.aio.storage import MemoryStorage, Storage
 from chatforge.auth.passwords import PasswordHasher
 from chatforge.auth.throttle import LoginThrottle
 from chatforge.auth.tokens import TokenSigner
+from chatforge.realtime.broker import Broker, MemoryBroker
+from chatforge.realtime.hub import Hub
+from chatforge.realtime.typing import TypingTracker
 from chatforge.services.accounts import AccountService
 from chatforge.services.conversations import ConversationService
+from chatforge.services.eventlog import EventHistory, EventLog
 from chatforge.services.features import FeatureService
+from chatforge.services.messages import MessageService
+from chatforge.services.presence import MemoryPresence, Presence
+from chatforge.services.support import SupportService
 from chatforge.services.topics import TopicService
 from chatforge.settings import Settings
 from chatforge.store.database import Database
@@ -23,12 +30,23 @@ class AppContext:
     settings: Settings
     db: Database
     tokens: TokenSigner
+    broker: Broker
+    hub: Hub
+    presence: Presence
+    typing: TypingTracker
+    log: EventLog
     accounts: AccountService
     topics: TopicService
     features: FeatureService
     conversations: ConversationService
+    messages: MessageService
+    support: SupportService
+
+    async def start(self) -> None:
+        await self.broker.start()
 
     async def close(self) -> None:
+        await self.broker.close()
         await self.db.dispose()
 
 
@@ -41,13 +59,29 @@ def build_context(settings: Settings, *, limit_storage: Storage | None = None) -
         per_ip=settings.login_failures_per_ip,
         window_minutes=settings.login_window_minutes,
     )
-    hasher = PasswordHasher()
+    broker: Broker = MemoryBroker()
+    presence: Presence = MemoryPresence()
+    log = EventLog(db, broker)
     return AppContext(
         settings=settings,
         db=db,
         tokens=TokenSigner(settings.signing_key, timedelta(minutes=settings.token_ttl_minutes)),
-        accounts=AccountService(db, hasher, throttle),
+        broker=broker,
+        hub=Hub(broker, EventHistory(db)),
+        presence=presence,
+        typing=TypingTracker(broker),
+        log=log,
+        accounts=AccountService(db, PasswordHasher(), throttle),
         topics=TopicService(db),
         features=FeatureService(db),
         conversations=ConversationService(db),
+        messages=MessageService(db, log),
+        support=SupportService(
+            db,
+            log,
+            presence,
+            max_active_per_moderator=settings.max_active_per_moderator,
+            claim_timeout=timedelta(seconds=settings.claim_timeout_seconds),
+            auto_assign=settings.auto_assign,
+        ),
     )
