@@ -15,13 +15,13 @@ from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from chatforge import __version__
-from chatforge.api import auth, features, ops, topics, users
+from chatforge.api import auth, conversations, features, ops, topics, users
 from chatforge.api.errors import install_error_handlers
 from chatforge.context import AppContext, build_context
 from chatforge.realtime.endpoint import websocket_endpoint
 from chatforge.settings import Settings, load_settings
 from chatforge.web.headers import SecurityHeaders
-from chatforge.web.pages import account, admin, staff
+from chatforge.web.pages import account, admin, staff, support
 from chatforge.web.render import build_environment
 
 STATIC = Path(__file__).parent / "web" / "static"
@@ -71,9 +71,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         topics.router,
         features.router,
         ops.router,
+        conversations.router,
         account.router,
         admin.router,
         staff.router,
+        support.router,
     ):
         app.include_router(router)
     app.add_api_websocket_route("/ws", websocket_endpoint)

@@ -57,8 +57,12 @@ class SocketConnection:
         self.push(dumps(frame))
 
     async def _write(self) -> None:
-        while (frame := await self._queue.get()) is not None:
-            await self.websocket.send_text(frame)
+        try:
+            while (frame := await self._queue.get()) is not None:
+                await self.websocket.send_text(frame)
+        except (WebSocketDisconnect, RuntimeError, OSError):
+            # The client went away; the receive loop notices and cleans up.
+            return
 
     async def _close(self, code: int) -> None:
         with contextlib.suppress(Exception):
