@@ -252,7 +252,7 @@ class AccountService:
             rows = await session.execute(
                 select(User.id, User.display_name).where(User.id.in_(user_ids))
             )
-            return {user_id: name for user_id, name in rows.tuples()}
+            return dict(rows.tuples())
 
     async def ensure_user(self, username: str, password: str, role: Role) -> tuple[User, bool]:
         """Create the account unless it exists (CLI and demo data); returns (user, created)."""
