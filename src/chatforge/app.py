@@ -5,6 +5,8 @@ Run with ``chatforge serve``, or ``uvicorn --factory chatforge.app:create_app``.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -13,12 +15,13 @@ from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from chatforge import __version__
-from chatforge.api import auth, features, ops, topics, users
+from chatforge.api import auth, bots, channels, features, ops, topics, users
 from chatforge.api.errors import install_error_handlers
 from chatforge.context import AppContext, build_context
 from chatforge.settings import Settings, load_settings
 from chatforge.web.headers import SecurityHeaders
 from chatforge.web.pages import account, admin, staff
+from chatforge.web.pages import bots as bot_pages
 from chatforge.web.render import build_environment
 
 STATIC = Path(__file__).parent / "web" / "static"
@@ -33,9 +36,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         ctx: AppContext = build_context(config)
         app.state.ctx = ctx
+        # Idle timeouts (B7) are stored deadlines; this sweep fires the due ones.
+        sweeper = asyncio.create_task(
+            ctx.bot_runtime.run_timeouts(config.bot_timeout_sweep_seconds)
+        )
         try:
             yield
         finally:
+            sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sweeper
             await ctx.close()
 
     app = FastAPI(
@@ -53,9 +63,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         topics.router,
         features.router,
         ops.router,
+        bots.router,
+        channels.router,
         account.router,
         admin.router,
         staff.router,
+        bot_pages.router,
     ):
         app.include_router(router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")

@@ -5,12 +5,20 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import timedelta
 
+import httpx
 from limits.aio.storage import MemoryStorage, Storage
 
 from chatforge.auth.passwords import PasswordHasher
 from chatforge.auth.throttle import LoginThrottle
 from chatforge.auth.tokens import TokenSigner
+from chatforge.bots.registry import BotRegistry
+from chatforge.bots.runtime import BotRuntime
+from chatforge.channels.base import Channel
+from chatforge.channels.facebook_messenger import FacebookMessenger
+from chatforge.channels.gateway import ChannelGateway
+from chatforge.channels.twilio_whatsapp import TwilioWhatsApp
 from chatforge.services.accounts import AccountService
+from chatforge.services.bots import BotService
 from chatforge.services.conversations import ConversationService
 from chatforge.services.features import FeatureService
 from chatforge.services.topics import TopicService
@@ -27,8 +35,15 @@ class AppContext:
     topics: TopicService
     features: FeatureService
     conversations: ConversationService
+    http: httpx.AsyncClient
+    bots: BotService
+    bot_runtime: BotRuntime
+    channels: ChannelGateway
+    whatsapp: TwilioWhatsApp
+    messenger: FacebookMessenger
 
     async def close(self) -> None:
+        await self.http.aclose()
         await self.db.dispose()
 
 
@@ -42,6 +57,15 @@ def build_context(settings: Settings, *, limit_storage: Storage | None = None) -
         window_minutes=settings.login_window_minutes,
     )
     hasher = PasswordHasher()
+    # One client for every outbound platform call, so connections are reused across requests.
+    http = httpx.AsyncClient(timeout=httpx.Timeout(10.0, connect=5.0))
+    registry = BotRegistry.from_settings(settings)
+    runtime = BotRuntime(db, registry)
+    whatsapp = TwilioWhatsApp(settings, http)
+    messenger = FacebookMessenger(settings, http)
+    senders: dict[str, Channel] = {whatsapp.name: whatsapp, messenger.name: messenger}
+    gateway = ChannelGateway(db, registry, runtime, senders)
+    runtime.outbox = gateway
     return AppContext(
         settings=settings,
         db=db,
@@ -50,4 +74,10 @@ def build_context(settings: Settings, *, limit_storage: Storage | None = None) -
         topics=TopicService(db),
         features=FeatureService(db),
         conversations=ConversationService(db),
+        http=http,
+        bots=BotService(db, registry),
+        bot_runtime=runtime,
+        channels=gateway,
+        whatsapp=whatsapp,
+        messenger=messenger,
     )
