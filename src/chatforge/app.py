@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -15,16 +16,29 @@ from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from chatforge import __version__
-from chatforge.api import auth, bots, channels, features, ops, topics, users
+from chatforge.api import auth, bots, channels, conversations, features, ops, topics, users
 from chatforge.api.errors import install_error_handlers
 from chatforge.context import AppContext, build_context
+from chatforge.realtime.endpoint import websocket_endpoint
 from chatforge.settings import Settings, load_settings
 from chatforge.web.headers import SecurityHeaders
-from chatforge.web.pages import account, admin, staff
+from chatforge.web.pages import account, admin, staff, support
 from chatforge.web.pages import bots as bot_pages
 from chatforge.web.render import build_environment
 
 STATIC = Path(__file__).parent / "web" / "static"
+log = logging.getLogger(__name__)
+
+
+async def sweep_unanswered_claims(ctx: AppContext) -> None:
+    """Put claimed-but-unanswered support conversations back in the queue (S6)."""
+    interval = min(10.0, ctx.settings.claim_timeout_seconds / 2)
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            await ctx.support.release_unanswered()
+        except Exception:
+            log.exception("claim-timeout sweep failed; retrying")
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -36,16 +50,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         ctx: AppContext = build_context(config)
         app.state.ctx = ctx
+        await ctx.start()
+        sweeper = asyncio.create_task(sweep_unanswered_claims(ctx))
         # Idle timeouts (B7) are stored deadlines; this sweep fires the due ones.
-        sweeper = asyncio.create_task(
+        bot_sweeper = asyncio.create_task(
             ctx.bot_runtime.run_timeouts(config.bot_timeout_sweep_seconds)
         )
         try:
             yield
         finally:
-            sweeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await sweeper
+            for task in (sweeper, bot_sweeper):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             await ctx.close()
 
     app = FastAPI(
@@ -63,14 +80,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         topics.router,
         features.router,
         ops.router,
-        bots.router,
-        channels.router,
+        conversations.router,
         account.router,
         admin.router,
         staff.router,
+        support.router,
+        bots.router,
+        channels.router,
         bot_pages.router,
     ):
         app.include_router(router)
+    app.add_api_websocket_route("/ws", websocket_endpoint)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     app.add_middleware(SecurityHeaders)
     return app

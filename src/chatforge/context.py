@@ -13,14 +13,22 @@ from chatforge.auth.throttle import LoginThrottle
 from chatforge.auth.tokens import TokenSigner
 from chatforge.bots.registry import BotRegistry
 from chatforge.bots.runtime import BotRuntime
+from chatforge.bots.transcript import ConversationTranscript
 from chatforge.channels.base import Channel
 from chatforge.channels.facebook_messenger import FacebookMessenger
 from chatforge.channels.gateway import ChannelGateway
 from chatforge.channels.twilio_whatsapp import TwilioWhatsApp
+from chatforge.realtime.broker import Broker, MemoryBroker
+from chatforge.realtime.hub import Hub
+from chatforge.realtime.typing import TypingTracker
 from chatforge.services.accounts import AccountService
 from chatforge.services.bots import BotService
 from chatforge.services.conversations import ConversationService
+from chatforge.services.eventlog import EventHistory, EventLog
 from chatforge.services.features import FeatureService
+from chatforge.services.messages import MessageService
+from chatforge.services.presence import MemoryPresence, Presence
+from chatforge.services.support import SupportService
 from chatforge.services.topics import TopicService
 from chatforge.settings import Settings
 from chatforge.store.database import Database
@@ -31,10 +39,17 @@ class AppContext:
     settings: Settings
     db: Database
     tokens: TokenSigner
+    broker: Broker
+    hub: Hub
+    presence: Presence
+    typing: TypingTracker
+    log: EventLog
     accounts: AccountService
     topics: TopicService
     features: FeatureService
     conversations: ConversationService
+    messages: MessageService
+    support: SupportService
     http: httpx.AsyncClient
     bots: BotService
     bot_runtime: BotRuntime
@@ -42,8 +57,12 @@ class AppContext:
     whatsapp: TwilioWhatsApp
     messenger: FacebookMessenger
 
+    async def start(self) -> None:
+        await self.broker.start()
+
     async def close(self) -> None:
         await self.http.aclose()
+        await self.broker.close()
         await self.db.dispose()
 
 
@@ -56,11 +75,14 @@ def build_context(settings: Settings, *, limit_storage: Storage | None = None) -
         per_ip=settings.login_failures_per_ip,
         window_minutes=settings.login_window_minutes,
     )
-    hasher = PasswordHasher()
+    broker: Broker = MemoryBroker()
+    presence: Presence = MemoryPresence()
+    log = EventLog(db, broker)
+    messages = MessageService(db, log)
     # One client for every outbound platform call, so connections are reused across requests.
     http = httpx.AsyncClient(timeout=httpx.Timeout(10.0, connect=5.0))
     registry = BotRegistry.from_settings(settings)
-    runtime = BotRuntime(db, registry)
+    runtime = BotRuntime(db, registry, transcript=ConversationTranscript(db, messages))
     whatsapp = TwilioWhatsApp(settings, http)
     messenger = FacebookMessenger(settings, http)
     senders: dict[str, Channel] = {whatsapp.name: whatsapp, messenger.name: messenger}
@@ -70,10 +92,24 @@ def build_context(settings: Settings, *, limit_storage: Storage | None = None) -
         settings=settings,
         db=db,
         tokens=TokenSigner(settings.signing_key, timedelta(minutes=settings.token_ttl_minutes)),
-        accounts=AccountService(db, hasher, throttle),
+        broker=broker,
+        hub=Hub(broker, EventHistory(db)),
+        presence=presence,
+        typing=TypingTracker(broker),
+        log=log,
+        accounts=AccountService(db, PasswordHasher(), throttle),
         topics=TopicService(db),
         features=FeatureService(db),
         conversations=ConversationService(db),
+        messages=messages,
+        support=SupportService(
+            db,
+            log,
+            presence,
+            max_active_per_moderator=settings.max_active_per_moderator,
+            claim_timeout=timedelta(seconds=settings.claim_timeout_seconds),
+            auto_assign=settings.auto_assign,
+        ),
         http=http,
         bots=BotService(db, registry),
         bot_runtime=runtime,

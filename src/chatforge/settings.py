@@ -37,6 +37,7 @@ class Settings(BaseSettings):
     login_window_minutes: int = Field(default=15, ge=1)
     max_active_per_moderator: int = Field(default=1, ge=1)
     claim_timeout_seconds: int = Field(default=300, ge=1)
+    auto_assign: bool = False
     sqlite_busy_timeout_ms: int = Field(default=5000, ge=0)
 
     twilio_account_sid: str = ""

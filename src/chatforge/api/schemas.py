@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from chatforge.store.models import Role
+from chatforge.store.models import Rating, Role
 
 
 class Body(BaseModel):
@@ -104,3 +105,81 @@ class FeaturesOut(BaseModel):
 class HealthOut(BaseModel):
     status: str
     database: str
+
+
+class ConversationOpenIn(Body):
+    topic_id: int = Field(ge=1, le=2**31 - 1)
+
+
+class ConversationOut(BaseModel):
+    id: int
+    kind: str
+    status: str
+    title: str
+    topic_id: int | None
+    topic_name: str | None
+    owner_id: int
+    owner_name: str
+    assignee_id: int | None
+    assignee_name: str | None
+    channel: str
+    last_seq: int
+    created_at: datetime
+    claimed_at: datetime | None
+    first_response_at: datetime | None
+    ended_at: datetime | None
+    user_rating: str | None
+    user_rating_comment: str | None
+    seconds_to_first_response: float | None
+    handling_seconds: float | None
+
+
+class QueuePositionOut(BaseModel):
+    position: int
+    estimated_wait_seconds: int
+
+
+class RatingIn(Body):
+    rating: Rating
+    comment: str | None = Field(default=None, max_length=1000)
+
+
+class TransferIn(Body):
+    moderator_id: int = Field(ge=1, le=2**31 - 1)
+
+
+class MessageIn(Body):
+    body: str = Field(max_length=60_000)
+    client_id: str | None = Field(default=None, min_length=1, max_length=64)
+    recipient_id: int | None = Field(default=None, ge=1, le=2**31 - 1)
+    reply_to: int | None = Field(default=None, ge=1, le=2**31 - 1)
+
+
+class MessageAck(BaseModel):
+    seq: int
+    message_id: int
+    duplicate: bool
+
+
+class MessageOut(Out):
+    id: int
+    conversation_id: int
+    seq: int
+    sender_id: int
+    body: str
+    recipient_id: int | None
+    reply_to_id: int | None
+    client_id: str | None
+    created_at: datetime
+    deleted_at: datetime | None
+
+
+class EventsOut(BaseModel):
+    events: list[dict[str, Any]]
+    next_after_seq: int
+    last_seq: int
+
+
+class SupportStatusOut(BaseModel):
+    moderators_online: int
+    pending: int

@@ -22,7 +22,6 @@ from chatforge.bots import machine
 from chatforge.bots.machine import BotDefinition, Outcome, Snapshot
 from chatforge.bots.registry import BotRegistry
 from chatforge.bots.seams import (
-    Direction,
     HandoffDesk,
     HandoffTicket,
     NoHandoffDesk,
@@ -181,20 +180,18 @@ class BotRuntime:
                 notice = NoHandoffDesk.notice
             if notice:
                 reply.outcome.replies.append(notice)
-        lines = [(reply.inbound, Direction.inbound)]
-        lines += [(text, Direction.outbound) for text in reply.replies]
-        for text, direction in lines:
-            try:
-                await self.transcript.record(
-                    bot=reply.bot,
-                    user_id=reply.user_id,
-                    channel=reply.channel,
-                    text=text,
-                    direction=direction,
-                )
-            except Exception:
-                # The user already has their answer; a lost transcript line must not undo it.
-                log.exception("transcript of bot %s for user %s failed", reply.bot, reply.user_id)
+        try:
+            await self.transcript.record(
+                bot=reply.bot,
+                user_id=reply.user_id,
+                channel=reply.channel,
+                inbound=reply.inbound,
+                replies=list(reply.replies),
+            )
+        except Exception:
+            # The step is committed and the user gets their answer; a lost transcript must not
+            # turn that into an error the platform would retry.
+            log.exception("transcript of bot %s for user %s failed", reply.bot, reply.user_id)
 
     async def converse(self, bot: BotDefinition, user: User, channel: str, text: str) -> BotReply:
         """One step in its own transaction, then its after-commit work (console, web)."""

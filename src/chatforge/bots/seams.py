@@ -1,32 +1,26 @@
 """Where bots meet the rest of chatforge: transcripts, hand-off to humans, outbound delivery.
 
-The runtime only talks to these small protocols. The implementations here are the ones that
-work before the real-time engine exists: transcripts are not kept, nobody takes a hand-off, and
-no conversation claims a user's channel messages. The message service replaces them (see
-``docs/bots.md``, "Wiring"): ``Transcript.record`` appends to the user's ``bot`` conversation,
-``HandoffDesk.open`` opens a pending support conversation, ``HandoffDesk.conversation_for``
-finds a user's open hand-off so their channel messages go to the moderator instead of the bot.
+The runtime only talks to these small protocols. ``Transcript`` is implemented over the message
+service by :class:`chatforge.bots.transcript.ConversationTranscript`. ``HandoffDesk`` (B4) is
+still the placeholder below: nobody takes a hand-off and no conversation claims a user's channel
+messages. Its real implementation opens a pending support conversation in ``open``, finds the
+user's open hand-off in ``conversation_for`` (so their channel messages go to the moderator
+instead of the bot) and posts them with the message service in ``forward``.
 """
 
 from __future__ import annotations
 
-import enum
 from dataclasses import dataclass
 from typing import Protocol
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 
-class Direction(enum.StrEnum):
-    inbound = "inbound"  # from the user to the bot
-    outbound = "outbound"  # from the bot to the user
-
-
 class Transcript(Protocol):
     async def record(
-        self, *, bot: str, user_id: int, channel: str, text: str, direction: Direction
+        self, *, bot: str, user_id: int, channel: str, inbound: str, replies: list[str]
     ) -> None:
-        """Keep one line of a bot chat (called after the bot's step has committed)."""
+        """Keep one exchange of a bot chat (called after the bot's step has committed)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,7 +50,7 @@ class Outbox(Protocol):
 
 class NoTranscript:
     async def record(
-        self, *, bot: str, user_id: int, channel: str, text: str, direction: Direction
+        self, *, bot: str, user_id: int, channel: str, inbound: str, replies: list[str]
     ) -> None:
         return None
 

@@ -14,7 +14,7 @@ from chatforge.auth.throttle import LoginThrottle
 from chatforge.auth.tokens import TokenClaims
 from chatforge.errors import Conflict, Forbidden, Invalid, NotFound, Unauthenticated
 from chatforge.services import audit
-from chatforge.services.policy import require_admin
+from chatforge.services.policy import require_admin, require_role
 from chatforge.store.database import Database
 from chatforge.store.models import Role, User
 
@@ -232,6 +232,27 @@ class AccountService:
                 target_id=user.id,
             )
         return user
+
+    async def moderators(self, actor: User) -> list[User]:
+        """Active moderators and admins (for moderators choosing whom to transfer to)."""
+        require_role(actor, Role.moderator)
+        async with self.db.read() as session:
+            rows = await session.scalars(
+                select(User)
+                .where(User.role.in_([Role.moderator, Role.admin]), User.is_active.is_(True))
+                .order_by(User.display_name)
+            )
+            return list(rows)
+
+    async def display_names(self, user_ids: set[int]) -> dict[int, str]:
+        """Display names by id, for showing who wrote what."""
+        if not user_ids:
+            return {}
+        async with self.db.read() as session:
+            rows = await session.execute(
+                select(User.id, User.display_name).where(User.id.in_(user_ids))
+            )
+            return dict(rows.tuples())
 
     async def ensure_user(self, username: str, password: str, role: Role) -> tuple[User, bool]:
         """Create the account unless it exists (CLI and demo data); returns (user, created)."""

@@ -18,6 +18,7 @@ EVERYONE = frozenset(Role)
 
 NAV_ITEMS: tuple[NavItem, ...] = (
     NavItem("Home", "/", EVERYONE),
+    NavItem("Support", "/support", frozenset({Role.user, Role.admin})),
     NavItem("Support queue", "/moderate", frozenset({Role.moderator, Role.admin})),
     NavItem("Annotation", "/annotate", frozenset({Role.annotator, Role.admin})),
     NavItem("Bots", "/bots", frozenset({Role.moderator, Role.admin})),

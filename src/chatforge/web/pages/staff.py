@@ -12,12 +12,6 @@ from chatforge.web.render import render
 router = APIRouter(include_in_schema=False)
 
 
-@router.get("/moderate")
-async def moderate(request: Request, user: PageUser, ctx: Context) -> Response:
-    conversations = await ctx.conversations.support_queue(user)
-    return render(request, "moderate.html", {"conversations": conversations})
-
-
 @router.get("/annotate")
 async def annotate(request: Request, user: PageUser, ctx: Context) -> Response:
     conversations = await ctx.conversations.finished(user)

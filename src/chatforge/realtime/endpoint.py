@@ -1,0 +1,298 @@
+"""The ``/ws`` endpoint: authenticate, then turn client frames into service calls.
+
+It holds no rule of its own: every frame calls the same services as the REST API, and domain
+errors come back as ``error`` frames. Outgoing frames go through a bounded per-socket queue
+written by one task, so a slow client never slows the fan-out to everyone else; a client too slow
+to drain its queue is disconnected and resumes from its last ``seq`` when it reconnects.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from typing import Any
+
+from pydantic import ValidationError
+from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
+
+from chatforge.api.deps import SESSION_COOKIE
+from chatforge.context import AppContext
+from chatforge.errors import ChatforgeError, Forbidden, RateLimited
+from chatforge.realtime import protocol
+from chatforge.realtime.envelope import PRESENCE_TOPIC, QUEUE_TOPIC, Envelope, dumps, user_topic
+from chatforge.services.conversations import ResyncRequired
+from chatforge.services.policy import require_role
+from chatforge.store.models import Role, User
+from chatforge.web.origin import allowed_origins
+
+log = logging.getLogger(__name__)
+
+SEND_QUEUE_LIMIT = 2048
+POLICY_VIOLATION = 1008
+TRY_AGAIN_LATER = 1013
+
+
+class SocketConnection:
+    """One accepted socket: the hub pushes frames, a writer task sends them in order."""
+
+    def __init__(self, websocket: WebSocket, user: User) -> None:
+        self.websocket = websocket
+        self.user = user
+        self.user_id = user.id
+        self.conversations: set[int] = set()
+        self._queue: asyncio.Queue[str | None] = asyncio.Queue(SEND_QUEUE_LIMIT)
+        self._writer = asyncio.create_task(self._write())
+
+    def push(self, frame: str) -> None:
+        try:
+            self._queue.put_nowait(frame)
+        except asyncio.QueueFull:
+            log.warning("closing slow socket of user %s", self.user_id)
+            self._writer.cancel()
+            asyncio.get_running_loop().create_task(self._close(TRY_AGAIN_LATER))
+
+    def send(self, frame: dict[str, Any]) -> None:
+        self.push(dumps(frame))
+
+    async def _write(self) -> None:
+        try:
+            while (frame := await self._queue.get()) is not None:
+                await self.websocket.send_text(frame)
+        except (WebSocketDisconnect, RuntimeError, OSError):
+            # The client went away; the receive loop notices and cleans up.
+            return
+
+    async def _close(self, code: int) -> None:
+        with contextlib.suppress(Exception):
+            await self.websocket.close(code)
+
+    async def finish(self) -> None:
+        """Send what is queued, then stop the writer."""
+        with contextlib.suppress(asyncio.QueueFull):
+            self._queue.put_nowait(None)
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self._writer, 2)
+        self._writer.cancel()
+
+
+async def authenticate(websocket: WebSocket, ctx: AppContext) -> User | None:
+    """The user of a token (query or header) or of the session cookie with a matching Origin."""
+    token = websocket.query_params.get("token")
+    header = websocket.headers.get("authorization", "")
+    if token is None and header.lower().startswith("bearer "):
+        token = header[7:].strip()
+    if token is None:
+        token = websocket.cookies.get(SESSION_COOKIE)
+        if token is None:
+            return None
+        # Cookies ride along on cross-site WebSocket handshakes; only our own pages may use them.
+        origin = websocket.headers.get("origin")
+        if origin is None or origin.rstrip("/") not in allowed_origins(websocket, ctx.settings):
+            return None
+    try:
+        return await ctx.accounts.user_for_token(ctx.tokens.read(token))
+    except ChatforgeError:
+        return None
+
+
+async def websocket_endpoint(websocket: WebSocket) -> None:
+    ctx: AppContext = websocket.app.state.ctx
+    user = await authenticate(websocket, ctx)
+    if user is None:
+        # Closing before accept refuses the handshake (HTTP 403).
+        await websocket.close(POLICY_VIOLATION)
+        return
+    await websocket.accept()
+    connection = SocketConnection(websocket, user)
+    session = ClientSession(ctx, connection)
+    await session.open()
+    try:
+        while True:
+            text = await websocket.receive_text()
+            await session.handle_text(text)
+    except WebSocketDisconnect:
+        pass
+    finally:
+        await session.close()
+        if websocket.application_state is not WebSocketState.DISCONNECTED:
+            await connection.finish()
+
+
+class ClientSession:
+    """The frames of one socket, dispatched to the services."""
+
+    def __init__(self, ctx: AppContext, connection: SocketConnection) -> None:
+        self.ctx = ctx
+        self.connection = connection
+        self.user = connection.user
+
+    async def open(self) -> None:
+        hub = self.ctx.hub
+        await hub.join(self.connection, user_topic(self.user.id))
+        await hub.join(self.connection, PRESENCE_TOPIC)
+        came_online = await self.ctx.presence.connected(self.user.id, self.user.role)
+        self.connection.send(
+            {
+                "type": "hello",
+                "user_id": self.user.id,
+                "role": self.user.role.value,
+                "display_name": self.user.display_name,
+            }
+        )
+        if came_online and self.user.role in (Role.moderator, Role.admin):
+            await self._moderators_changed()
+
+    async def close(self) -> None:
+        await self.ctx.hub.disconnect(self.connection)
+        await self.ctx.typing.stop_all(self.user.id, self.user.display_name)
+        went_offline = await self.ctx.presence.disconnected(self.user.id, self.user.role)
+        if went_offline and self.user.role in (Role.moderator, Role.admin):
+            await self._moderators_changed()
+
+    async def _moderators_changed(self) -> None:
+        online = len(await self.ctx.presence.online_moderators())
+        frame = {"type": "presence", "moderators_online": online}
+        await self.ctx.log.publish([Envelope(topic=PRESENCE_TOPIC, frame=dumps(frame))])
+        await self.ctx.support.publish_queue()
+
+    async def handle_text(self, text: str) -> None:
+        try:
+            raw = json.loads(text)
+        except ValueError:
+            self._error("bad_json", "Frames are JSON objects.")
+            return
+        kind = raw.get("type") if isinstance(raw, dict) else None
+        if kind not in protocol.CLIENT_TYPES:
+            self._error("unknown_type", f"Unknown frame type {str(kind)[:40]!r}.")
+            return
+        try:
+            frame = protocol.CLIENT_FRAME.validate_python(raw)
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in e['loc'][1:]) or 'frame'}: {e['msg']}"
+                for e in exc.errors()
+            )
+            self._error("invalid_frame", problems, client_id=_client_id(raw))
+            return
+        try:
+            await self._dispatch(frame)
+        except ResyncRequired as exc:
+            self.connection.send(
+                {
+                    "type": "resync_required",
+                    "conversation_id": getattr(frame, "conversation_id", None),
+                    "last_seq": exc.last_seq,
+                }
+            )
+        except ChatforgeError as exc:
+            self._error(
+                exc.code,
+                exc.message,
+                client_id=_client_id(raw),
+                retry_after=exc.retry_after if isinstance(exc, RateLimited) else None,
+                conversation_id=getattr(frame, "conversation_id", None),
+            )
+
+    async def _dispatch(self, frame: Any) -> None:
+        match frame:
+            case protocol.Ping():
+                self.connection.send({"type": "pong", "nonce": frame.nonce})
+            case protocol.Subscribe():
+                await self._subscribe(frame.conversation_id, frame.after_seq)
+            case protocol.Unsubscribe():
+                self.connection.conversations.discard(frame.conversation_id)
+                await self.ctx.hub.detach(self.connection, frame.conversation_id)
+                self.connection.send(
+                    {"type": "unsubscribed", "conversation_id": frame.conversation_id}
+                )
+            case protocol.ChatMessage():
+                result = await self.ctx.messages.post(
+                    self.user,
+                    frame.conversation_id,
+                    frame.body,
+                    client_id=frame.client_id,
+                    recipient_id=frame.recipient_id,
+                    reply_to=frame.reply_to,
+                )
+                self.connection.send(
+                    {
+                        "type": "ack",
+                        "client_id": frame.client_id,
+                        "conversation_id": frame.conversation_id,
+                        "seq": result.seq,
+                        "message_id": result.message_id,
+                        "duplicate": result.duplicate,
+                    }
+                )
+            case protocol.Typing():
+                self._require_subscribed(frame.conversation_id)
+                if frame.type == "typing_start":
+                    await self.ctx.typing.start(
+                        frame.conversation_id, self.user.id, self.user.display_name
+                    )
+                else:
+                    await self.ctx.typing.stop(
+                        frame.conversation_id, self.user.id, self.user.display_name
+                    )
+            case protocol.SubscribeQueue():
+                require_role(self.user, Role.moderator)
+                if frame.type == "subscribe_queue":
+                    await self.ctx.hub.join(self.connection, QUEUE_TOPIC)
+                    await self.ctx.support.publish_queue()
+                else:
+                    await self.ctx.hub.leave(self.connection, QUEUE_TOPIC)
+
+    async def _subscribe(self, conversation_id: int, after_seq: int) -> None:
+        hub = self.ctx.hub
+        # Attach first (live events buffer), then replay from the database, then go live:
+        # whatever commits during the replay is either in it or in the buffer, never lost.
+        subscription = await hub.attach(self.connection, conversation_id)
+        try:
+            replay = await self.ctx.conversations.replay(self.user, conversation_id, after_seq)
+        except BaseException:
+            await hub.detach(self.connection, conversation_id)
+            raise
+        self.connection.conversations.add(conversation_id)
+        self.connection.send(
+            {
+                "type": "subscribed",
+                "conversation_id": conversation_id,
+                "after_seq": after_seq,
+                "last_seq": replay.last_seq,
+                "replayed": len(replay.frames),
+            }
+        )
+        for frame in replay.frames:
+            self.connection.push(frame)
+        hub.go_live(subscription, replay.last_seq)
+
+    def _require_subscribed(self, conversation_id: int) -> None:
+        if conversation_id not in self.connection.conversations:
+            raise Forbidden("Subscribe to the conversation first.", code="not_subscribed")
+
+    def _error(
+        self,
+        code: str,
+        message: str,
+        *,
+        client_id: str | None = None,
+        retry_after: int | None = None,
+        conversation_id: int | None = None,
+    ) -> None:
+        self.connection.send(
+            {
+                "type": "error",
+                "code": code,
+                "message": message,
+                "retry_after": retry_after,
+                "client_id": client_id,
+                "conversation_id": conversation_id,
+            }
+        )
+
+
+def _client_id(raw: Any) -> str | None:
+    value = raw.get("client_id") if isinstance(raw, dict) else None
+    return value if isinstance(value, str) and len(value) <= 64 else None

@@ -1,0 +1,68 @@
+"""Frames a client sends over ``/ws``, validated at the edge (see docs/protocol.md)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+
+ConversationId = Annotated[int, Field(ge=1, le=2**31 - 1)]
+UserId = Annotated[int, Field(ge=1, le=2**31 - 1)]
+
+
+class Frame(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class Subscribe(Frame):
+    type: Literal["subscribe"]
+    conversation_id: ConversationId
+    after_seq: Annotated[int, Field(ge=0, le=2**31 - 1)] = 0
+
+
+class Unsubscribe(Frame):
+    type: Literal["unsubscribe"]
+    conversation_id: ConversationId
+
+
+class ChatMessage(Frame):
+    type: Literal["chat_message"]
+    conversation_id: ConversationId
+    # The length limit is the service's (a precise "body_too_long" error); this only caps abuse.
+    body: Annotated[str, Field(max_length=60_000)]
+    client_id: Annotated[str, Field(min_length=1, max_length=64)] | None = None
+    recipient_id: UserId | None = None
+    reply_to: Annotated[int, Field(ge=1, le=2**31 - 1)] | None = None
+
+
+class Typing(Frame):
+    type: Literal["typing_start", "typing_stop"]
+    conversation_id: ConversationId
+
+
+class SubscribeQueue(Frame):
+    type: Literal["subscribe_queue", "unsubscribe_queue"]
+
+
+class Ping(Frame):
+    type: Literal["ping"]
+    nonce: Annotated[str, Field(max_length=64)] | None = None
+
+
+ClientFrame = Annotated[
+    Subscribe | Unsubscribe | ChatMessage | Typing | SubscribeQueue | Ping,
+    Field(discriminator="type"),
+]
+CLIENT_FRAME: TypeAdapter[ClientFrame] = TypeAdapter(ClientFrame)
+CLIENT_TYPES = frozenset(
+    {
+        "subscribe",
+        "unsubscribe",
+        "chat_message",
+        "typing_start",
+        "typing_stop",
+        "subscribe_queue",
+        "unsubscribe_queue",
+        "ping",
+    }
+)

@@ -1,0 +1,176 @@
+"""The per-conversation event log, and publishing its events once they are committed.
+
+Every durable change of a conversation appends one event with the conversation's next ``seq``
+inside the caller's write transaction. The events wait in the transaction's outbox and are
+published to the broker only after the commit succeeded, so no client ever sees an event that
+could still roll back, and a client that resumes from a ``seq`` finds everything in the database.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from chatforge.errors import NotFound
+from chatforge.realtime.broker import Broker
+from chatforge.realtime.envelope import Envelope, conversation_topic, dumps
+from chatforge.store.database import Database
+from chatforge.store.models import Conversation, Event
+from chatforge.store.types import utcnow
+
+_OUTBOX = "chatforge_outbox"
+
+
+def event_frame(
+    *,
+    type: str,
+    conversation_id: int,
+    seq: int,
+    actor_id: int | None,
+    created_at: datetime,
+    payload: dict[str, Any],
+) -> dict[str, Any]:
+    """The frame of an event: the same for live delivery, replay and REST history."""
+    return {
+        "type": type,
+        "conversation_id": conversation_id,
+        "seq": seq,
+        "actor_id": actor_id,
+        "created_at": created_at.isoformat(),
+        **payload,
+    }
+
+
+def frame_of(event: Event) -> dict[str, Any]:
+    return event_frame(
+        type=event.type,
+        conversation_id=event.conversation_id,
+        seq=event.seq,
+        actor_id=event.actor_id,
+        created_at=event.created_at,
+        payload=event.payload,
+    )
+
+
+def envelope_of(event: Event) -> Envelope:
+    return Envelope(
+        topic=conversation_topic(event.conversation_id),
+        frame=dumps(frame_of(event)),
+        seq=event.seq,
+        audience=frozenset(event.audience) if event.audience is not None else None,
+    )
+
+
+class EventLog:
+    def __init__(self, db: Database, broker: Broker) -> None:
+        self.db = db
+        self.broker = broker
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[AsyncSession]:
+        """A write transaction whose appended events are published after it commits."""
+        async with self.db.write() as session:
+            yield session
+        for envelope in session.info.pop(_OUTBOX, ()):
+            await self.broker.publish(envelope)
+
+    async def publish(self, envelopes: Iterable[Envelope]) -> None:
+        """Publish signals that are not logged (queue snapshots, presence, typing)."""
+        for envelope in envelopes:
+            await self.broker.publish(envelope)
+
+    @staticmethod
+    async def next_seq(session: AsyncSession, conversation_id: int) -> int:
+        """Reserve the conversation's next ``seq`` in the caller's transaction.
+
+        The ``UPDATE ... RETURNING`` takes the conversation row's write lock, so concurrent
+        writers of one conversation get consecutive numbers and commit in ``seq`` order.
+        """
+        seq = await session.scalar(
+            update(Conversation)
+            .where(Conversation.id == conversation_id)
+            .values(last_seq=Conversation.last_seq + 1)
+            .returning(Conversation.last_seq)
+        )
+        if seq is None:
+            raise NotFound(f"No conversation {conversation_id}.", code="conversation_not_found")
+        return int(seq)
+
+    @staticmethod
+    def add(
+        session: AsyncSession,
+        conversation_id: int,
+        seq: int,
+        type: str,
+        *,
+        actor_id: int | None,
+        payload: dict[str, Any],
+        audience: Iterable[int] | None = None,
+    ) -> Event:
+        """Add the event numbered ``seq`` (from ``next_seq``) and queue it for publishing."""
+        event = Event(
+            conversation_id=conversation_id,
+            seq=seq,
+            type=type,
+            actor_id=actor_id,
+            audience=sorted(set(audience)) if audience is not None else None,
+            payload=payload,
+            created_at=utcnow(),
+        )
+        session.add(event)
+        session.info.setdefault(_OUTBOX, []).append(envelope_of(event))
+        return event
+
+    async def append(
+        self,
+        session: AsyncSession,
+        conversation_id: int,
+        type: str,
+        *,
+        actor_id: int | None,
+        payload: dict[str, Any],
+        audience: Iterable[int] | None = None,
+    ) -> Event:
+        """Append an event with the conversation's next ``seq`` to the caller's transaction."""
+        seq = await self.next_seq(session, conversation_id)
+        return self.add(
+            session,
+            conversation_id,
+            seq,
+            type,
+            actor_id=actor_id,
+            payload=payload,
+            audience=audience,
+        )
+
+
+class EventHistory:
+    """Reads of the event log for the hub (gap filling) and for replays."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def last_seq(self, conversation_id: int) -> int:
+        async with self.db.read() as session:
+            seq = await session.scalar(
+                select(Conversation.last_seq).where(Conversation.id == conversation_id)
+            )
+        return seq or 0
+
+    async def between(self, conversation_id: int, after: int, upto: int) -> list[Envelope]:
+        async with self.db.read() as session:
+            rows = await session.scalars(
+                select(Event)
+                .where(
+                    Event.conversation_id == conversation_id,
+                    Event.seq > after,
+                    Event.seq < upto,
+                )
+                .order_by(Event.seq)
+            )
+            return [envelope_of(row) for row in rows]

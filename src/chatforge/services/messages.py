@@ -1,0 +1,168 @@
+"""Sending messages into any conversation: validation, idempotency, the event, the ack."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from chatforge.errors import Invalid, NotFound
+from chatforge.services.access import check_can_post
+from chatforge.services.eventlog import EventLog
+from chatforge.store.database import Database
+from chatforge.store.models import Conversation, ConversationKind, Message, User
+from chatforge.store.types import utcnow
+
+BODY_MAX = 4000
+CLIENT_ID_MAX = 64
+
+
+@dataclass(frozen=True, slots=True)
+class PostResult:
+    seq: int
+    message_id: int
+    duplicate: bool = False
+
+
+def check_body(body: str) -> str:
+    if len(body) > BODY_MAX:
+        raise Invalid(
+            f"A message can be at most {BODY_MAX} characters ({len(body)} given).",
+            code="body_too_long",
+        )
+    if not body.strip():
+        raise Invalid("A message cannot be empty.", code="empty_body")
+    if "\x00" in body:
+        raise Invalid("A message cannot contain NUL characters.", code="invalid_body")
+    return body
+
+
+def check_client_id(client_id: str | None) -> str | None:
+    if client_id is None:
+        return None
+    if not 1 <= len(client_id) <= CLIENT_ID_MAX or not client_id.isprintable():
+        raise Invalid(
+            f"client_id must be 1-{CLIENT_ID_MAX} printable characters.", code="invalid_client_id"
+        )
+    return client_id
+
+
+async def _earlier_send(
+    session: AsyncSession, conversation_id: int, sender_id: int, client_id: str
+) -> PostResult | None:
+    row = (
+        await session.execute(
+            select(Message.seq, Message.id).where(
+                Message.conversation_id == conversation_id,
+                Message.sender_id == sender_id,
+                Message.client_id == client_id,
+            )
+        )
+    ).first()
+    return PostResult(seq=row[0], message_id=row[1], duplicate=True) if row else None
+
+
+class MessageService:
+    def __init__(self, db: Database, log: EventLog) -> None:
+        self.db = db
+        self.log = log
+
+    async def post(
+        self,
+        actor: User,
+        conversation_id: int,
+        body: str,
+        *,
+        client_id: str | None = None,
+        recipient_id: int | None = None,
+        reply_to: int | None = None,
+    ) -> PostResult:
+        """Store a message and its event; returns its ``seq`` and id once committed.
+
+        Sending again with the same ``client_id`` returns the first result and stores nothing:
+        clients resend unacknowledged messages after a reconnect without creating duplicates.
+        Raises ``Invalid`` (bad body, ids), ``NotFound``, ``Forbidden`` and ``Conflict`` (closed).
+        """
+        check_body(body)
+        check_client_id(client_id)
+        try:
+            return await self._post(actor, conversation_id, body, client_id, recipient_id, reply_to)
+        except IntegrityError:
+            # A concurrent resend of the same client_id won the unique index: return its ack.
+            original = await self._find(actor, conversation_id, client_id)
+            if original is None:
+                raise
+            return original
+
+    async def _find(
+        self, actor: User, conversation_id: int, client_id: str | None
+    ) -> PostResult | None:
+        if client_id is None:
+            return None
+        async with self.db.read() as session:
+            return await _earlier_send(session, conversation_id, actor.id, client_id)
+
+    async def _post(
+        self,
+        actor: User,
+        conversation_id: int,
+        body: str,
+        client_id: str | None,
+        recipient_id: int | None,
+        reply_to: int | None,
+    ) -> PostResult:
+        async with self.log.transaction() as session:
+            conversation = await session.get(Conversation, conversation_id)
+            if conversation is None:
+                raise NotFound(f"No conversation {conversation_id}.", code="conversation_not_found")
+            if client_id is not None:
+                earlier = await _earlier_send(session, conversation_id, actor.id, client_id)
+                if earlier is not None:
+                    return earlier
+            await check_can_post(session, actor, conversation)
+            if recipient_id is not None and conversation.kind is not ConversationKind.session:
+                raise Invalid(
+                    "Private messages exist only in live sessions.", code="invalid_recipient"
+                )
+            if reply_to is not None:
+                parent = await session.get(Message, reply_to)
+                if parent is None or parent.conversation_id != conversation_id:
+                    raise Invalid(
+                        "reply_to must name a message of this conversation.",
+                        code="invalid_reply_to",
+                    )
+            seq = await self.log.next_seq(session, conversation_id)
+            message = Message(
+                conversation_id=conversation_id,
+                seq=seq,
+                sender_id=actor.id,
+                client_id=client_id,
+                body=body,
+                recipient_id=recipient_id,
+                reply_to_id=reply_to,
+                created_at=utcnow(),
+            )
+            session.add(message)
+            await session.flush()
+            if conversation.first_response_at is None and conversation.assignee_id == actor.id:
+                conversation.first_response_at = message.created_at
+            self.log.add(
+                session,
+                conversation_id,
+                seq,
+                "private_message" if recipient_id is not None else "chat_message",
+                actor_id=actor.id,
+                payload={
+                    "message_id": message.id,
+                    "sender_id": actor.id,
+                    "sender_name": actor.display_name,
+                    "body": body,
+                    "client_id": client_id,
+                    "recipient_id": recipient_id,
+                    "reply_to": reply_to,
+                },
+                audience=None if recipient_id is None else {actor.id, recipient_id},
+            )
+        return PostResult(seq=seq, message_id=message.id)
