@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -74,9 +75,12 @@ def _info(bot: BotDefinition, channels: list[str]) -> BotInfo:
 
 
 class BotService:
-    def __init__(self, db: Database, registry: BotRegistry) -> None:
+    def __init__(
+        self, db: Database, registry: BotRegistry, *, clock: Callable[[], datetime] = utcnow
+    ) -> None:
         self.db = db
         self.registry = registry
+        self.clock = clock
 
     def list_bots(self, actor: User) -> list[BotInfo]:
         """Every registered bot with the channels it answers on (any signed-in user)."""
@@ -94,7 +98,7 @@ class BotService:
         bot = self.registry.get(name)
         if not 1 <= days <= MAX_DAYS:
             raise Invalid(f"days must be 1-{MAX_DAYS}.", code="invalid_days")
-        until = now or utcnow()
+        until = now or self.clock()
         since = until - timedelta(days=days)
         scope = (
             BotInteraction.bot == bot.name,
