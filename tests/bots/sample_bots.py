@@ -51,10 +51,19 @@ _echo = BotBuilder("echo", description="Repeats what you say.")
 
 @_echo.state("talk")
 async def talk(user: BotUser, text: str) -> None:
-    user.send(f"echo: {text}")
+    if text == "nap":
+        user.send("Napping for 3 seconds.")
+        user.change_state("nap")
+    else:
+        user.send(f"echo: {text}")
 
 
-@_echo.state("nap", idle_after=timedelta(seconds=1), idle_to="talk")
+@_echo.pre("talk")
+def awake(user: BotUser) -> None:
+    user.send("I am awake.")
+
+
+@_echo.state("nap", idle_after=timedelta(seconds=3), idle_to="talk")
 def nap(user: BotUser, text: str) -> None:
     user.send("zzz")
 
