@@ -78,11 +78,12 @@ def build_context(settings: Settings, *, limit_storage: Storage | None = None) -
     broker: Broker = MemoryBroker()
     presence: Presence = MemoryPresence()
     log = EventLog(db, broker)
-    messages = MessageService(db, log)
     # One client for every outbound platform call, so connections are reused across requests.
     http = httpx.AsyncClient(timeout=httpx.Timeout(10.0, connect=5.0))
     registry = BotRegistry.from_settings(settings)
-    runtime = BotRuntime(db, registry, transcript=ConversationTranscript(db, messages))
+    runtime = BotRuntime(
+        db, registry, transcript=ConversationTranscript(log), transaction=log.transaction
+    )
     whatsapp = TwilioWhatsApp(settings, http)
     messenger = FacebookMessenger(settings, http)
     senders: dict[str, Channel] = {whatsapp.name: whatsapp, messenger.name: messenger}
@@ -101,7 +102,7 @@ def build_context(settings: Settings, *, limit_storage: Storage | None = None) -
         topics=TopicService(db),
         features=FeatureService(db),
         conversations=ConversationService(db),
-        messages=messages,
+        messages=MessageService(db, log),
         support=SupportService(
             db,
             log,

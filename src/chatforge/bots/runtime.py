@@ -1,10 +1,13 @@
 """Running bots against the database (B1, B3, B7).
 
 The runtime loads a user's snapshot, lets the pure machine take a step, and writes back the new
-state, the stored values, the idle deadline and one interaction row, all in the caller's
-transaction (so a channel can claim the inbound message id in that same transaction). Work that
-must only happen once the step has committed (transcripts, hand-off, outbound delivery) is done by
-:meth:`BotRuntime.after_commit`.
+state, the stored values, the idle deadline, one interaction row and the transcript, all in the
+caller's transaction (so a channel claims the inbound message id in that same transaction, and
+a webhook costs one transaction). Work that must only happen once the step has committed
+(hand-off, outbound delivery) is done by :meth:`BotRuntime.after_commit`.
+
+Transactions come from ``transaction`` (by default ``Database.write``); chatforge passes the
+event log's, which publishes the transcript's events to live viewers after the commit.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -37,6 +41,7 @@ from chatforge.store.types import utcnow
 log = logging.getLogger(__name__)
 
 Clock = Callable[[], datetime]
+Transaction = Callable[[], AbstractAsyncContextManager[AsyncSession]]
 SWEEP_BATCH = 100
 
 
@@ -65,8 +70,10 @@ class BotRuntime:
         transcript: Transcript | None = None,
         handoff: HandoffDesk | None = None,
         outbox: Outbox | None = None,
+        transaction: Transaction | None = None,
     ) -> None:
         self.db = db
+        self.transaction: Transaction = transaction or db.write
         self.registry = registry
         self.clock = clock
         self.transcript: Transcript = transcript or NoTranscript()
@@ -155,12 +162,20 @@ class BotRuntime:
                     created_at=now,
                 )
             )
+        await self.transcript.record(
+            session,
+            bot=bot.name,
+            user_id=user.id,
+            channel=channel,
+            inbound=text,
+            replies=list(outcome.replies),
+        )
         return BotReply(
             bot=bot.name, user_id=user.id, channel=channel, inbound=text, outcome=outcome
         )
 
     async def after_commit(self, reply: BotReply) -> None:
-        """Side effects of a committed step: hand-off and the transcript.
+        """Side effects of a committed step: the hand-off.
 
         A hand-off's notice is appended to ``reply.replies`` so the channel sends it too.
         """
@@ -180,22 +195,10 @@ class BotRuntime:
                 notice = NoHandoffDesk.notice
             if notice:
                 reply.outcome.replies.append(notice)
-        try:
-            await self.transcript.record(
-                bot=reply.bot,
-                user_id=reply.user_id,
-                channel=reply.channel,
-                inbound=reply.inbound,
-                replies=list(reply.replies),
-            )
-        except Exception:
-            # The step is committed and the user gets their answer; a lost transcript must not
-            # turn that into an error the platform would retry.
-            log.exception("transcript of bot %s for user %s failed", reply.bot, reply.user_id)
 
     async def converse(self, bot: BotDefinition, user: User, channel: str, text: str) -> BotReply:
         """One step in its own transaction, then its after-commit work (console, web)."""
-        async with self.db.write() as session:
+        async with self.transaction() as session:
             reply = await self.handle(session, bot, user, channel, text)
         await self.after_commit(reply)
         return reply
@@ -222,7 +225,7 @@ class BotRuntime:
         fired = 0
         for (state_id,) in due:
             deliveries: tuple[int, str, list[str]] | None = None
-            async with self.db.write() as session:
+            async with self.transaction() as session:
                 row = await session.get(BotState, state_id, with_for_update=True)
                 if row is None or row.idle_deadline is None or row.idle_deadline > now:
                     continue  # answered or handled by another process meanwhile

@@ -1,8 +1,8 @@
 """Where bots meet the rest of chatforge: transcripts, hand-off to humans, outbound delivery.
 
-The runtime only talks to these small protocols. ``Transcript`` is implemented over the message
-service by :class:`chatforge.bots.transcript.ConversationTranscript`. ``HandoffDesk`` (B4) is
-still the placeholder below: nobody takes a hand-off and no conversation claims a user's channel
+The runtime only talks to these small protocols. ``Transcript`` is implemented over the event
+log by :class:`chatforge.bots.transcript.ConversationTranscript`. ``HandoffDesk`` (B4) is still
+the placeholder below: nobody takes a hand-off and no conversation claims a user's channel
 messages. Its real implementation opens a pending support conversation in ``open``, finds the
 user's open hand-off in ``conversation_for`` (so their channel messages go to the moderator
 instead of the bot) and posts them with the message service in ``forward``.
@@ -18,9 +18,16 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 class Transcript(Protocol):
     async def record(
-        self, *, bot: str, user_id: int, channel: str, inbound: str, replies: list[str]
+        self,
+        session: AsyncSession,
+        *,
+        bot: str,
+        user_id: int,
+        channel: str,
+        inbound: str,
+        replies: list[str],
     ) -> None:
-        """Keep one exchange of a bot chat (called after the bot's step has committed)."""
+        """Keep one exchange of a bot chat, in the transaction of the bot's step."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,7 +57,14 @@ class Outbox(Protocol):
 
 class NoTranscript:
     async def record(
-        self, *, bot: str, user_id: int, channel: str, inbound: str, replies: list[str]
+        self,
+        session: AsyncSession,
+        *,
+        bot: str,
+        user_id: int,
+        channel: str,
+        inbound: str,
+        replies: list[str],
     ) -> None:
         return None
 

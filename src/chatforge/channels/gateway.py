@@ -65,7 +65,7 @@ class ChannelGateway:
     async def _receive(self, message: InboundMessage, external_id: str) -> Delivery:
         reply: BotReply | None = None
         conversation_id: int | None = None
-        async with self.db.write() as session:
+        async with self.runtime.transaction() as session:
             if not await claim_inbound(session, message.channel, message.message_id):
                 return Delivery(duplicate=True, external_id=external_id)
             user = await user_for_identity(
