@@ -76,17 +76,20 @@ async def run_level(
             nonlocal errors
             for body, signature in queue:
                 started = time.perf_counter()
-                response = await client.post(
-                    url,
-                    content=body,
-                    headers={
-                        "Content-Type": "application/x-www-form-urlencoded",
-                        "X-Twilio-Signature": signature,
-                    },
-                )
+                try:
+                    response = await client.post(
+                        url,
+                        content=body,
+                        headers={
+                            "Content-Type": "application/x-www-form-urlencoded",
+                            "X-Twilio-Signature": signature,
+                        },
+                    )
+                    ok = response.status_code == 200
+                except httpx.TransportError:
+                    ok = False
                 latencies.append(time.perf_counter() - started)
-                if response.status_code != 200:
-                    errors += 1
+                errors += not ok
 
         started = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(concurrency)))
@@ -99,7 +102,7 @@ def percentile(values: list[float], share: float) -> float:
     return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
 
 
-def start_server(data_dir: Path, port: int) -> subprocess.Popen[bytes]:
+def start_server(data_dir: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("CHATFORGE_")}
     env.update(
         CHATFORGE_DATA_DIR=str(data_dir),
@@ -109,12 +112,13 @@ def start_server(data_dir: Path, port: int) -> subprocess.Popen[bytes]:
         CHATFORGE_TWILIO_AUTH_TOKEN=TOKEN,
         PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT / "src"), env.get("PYTHONPATH")])),
     )
-    process = subprocess.Popen(
-        [sys.executable, "-m", "chatforge", "serve", "--port", str(port)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "chatforge", "serve", "--port", str(port)],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         try:
@@ -136,7 +140,8 @@ def main() -> None:
     port = free_port()
     url = f"http://127.0.0.1:{port}{PATH}"
     with tempfile.TemporaryDirectory() as folder:
-        process = start_server(Path(folder), port)
+        log = Path(folder) / "server.log"
+        process = start_server(Path(folder), port, log)
         try:
             # Warm-up: creates the accounts of the senders, so every level measures the same path.
             warm = signed_requests(url, args.senders, args.senders, offset=10**9)
@@ -160,6 +165,9 @@ def main() -> None:
         finally:
             process.terminate()
             process.wait(10)
+            problems = [line for line in log.read_text().splitlines() if "Error" in line]
+            if problems:
+                print(f"server log: {len(problems)} error lines, e.g. {problems[-1]}")
 
 
 if __name__ == "__main__":

@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
-from contextlib import AbstractAsyncContextManager
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -73,12 +73,26 @@ class BotRuntime:
         transaction: Transaction | None = None,
     ) -> None:
         self.db = db
-        self.transaction: Transaction = transaction or db.write
+        self._begin: Transaction = transaction or db.write
+        # SQLite has one writer at a time. Queuing this process's bot transactions here, in
+        # order, beats many connections sleeping in SQLite's busy handler: under load that
+        # handler is unfair and gives multi-second tails and "database is locked" errors.
+        self._write_turn = asyncio.Lock() if db.is_sqlite else None
         self.registry = registry
         self.clock = clock
         self.transcript: Transcript = transcript or NoTranscript()
         self.handoff: HandoffDesk = handoff or NoHandoffDesk()
         self.outbox = outbox
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[AsyncSession]:
+        """A write transaction for a bot step (events are published after it commits)."""
+        if self._write_turn is None:
+            async with self._begin() as session:
+                yield session
+            return
+        async with self._write_turn, self._begin() as session:
+            yield session
 
     async def _snapshot(
         self, session: AsyncSession, bot: BotDefinition, user: User, channel: str, now: datetime
