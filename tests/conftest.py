@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,13 +24,21 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         session.exitstatus = 1
 
 
+@pytest.fixture(scope="session")
+def migrated_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A migrated SQLite database, made once and copied for each test."""
+    path = tmp_path_factory.mktemp("template") / "chatforge.db"
+    migrate.upgrade(f"sqlite+aiosqlite:///{path}")
+    return path
+
+
 @pytest.fixture
-def settings(tmp_path: Path) -> Settings:
+def settings(tmp_path: Path, migrated_template: Path) -> Settings:
     config = load_settings(
         data_dir=tmp_path / "data", secret_key=SECRET, public_url="http://testserver"
     )
     config.check()
-    migrate.upgrade(config.resolved_database_url)
+    shutil.copyfile(migrated_template, config.data_dir / "chatforge.db")
     return config
 
 

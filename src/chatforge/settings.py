@@ -38,6 +38,8 @@ class Settings(BaseSettings):
     max_active_per_moderator: int = Field(default=1, ge=1)
     claim_timeout_seconds: int = Field(default=300, ge=1)
     auto_assign: bool = False
+    replay_cap: int = Field(default=1000, ge=1)
+    typing_ttl_seconds: float = Field(default=5.0, gt=0)
     sqlite_busy_timeout_ms: int = Field(default=5000, ge=0)
 
     twilio_account_sid: str = ""

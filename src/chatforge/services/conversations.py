@@ -141,8 +141,9 @@ async def load_view(session: AsyncSession, conversation_id: int) -> Conversation
 
 
 class ConversationService:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, *, replay_cap: int = REPLAY_CAP) -> None:
         self.db = db
+        self.replay_cap = replay_cap
 
     async def get(self, actor: User, conversation_id: int) -> ConversationView:
         async with self.db.read() as session:
@@ -204,14 +205,12 @@ class ConversationService:
         async with self.db.read() as session:
             return [to_view(row) for row in await session.execute(query)]
 
-    async def replay(
-        self, actor: User, conversation_id: int, after_seq: int, *, cap: int = REPLAY_CAP
-    ) -> Replay:
+    async def replay(self, actor: User, conversation_id: int, after_seq: int) -> Replay:
         """The frames ``actor`` missed after ``after_seq``; ``ResyncRequired`` past ``cap``."""
         async with self.db.read() as session:
             conversation = await load_readable(session, actor, conversation_id)
             last_seq = conversation.last_seq
-            if last_seq - after_seq > cap:
+            if last_seq - after_seq > self.replay_cap:
                 raise ResyncRequired(last_seq)
             rows = await session.scalars(
                 select(Event)
