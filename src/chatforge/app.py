@@ -6,6 +6,7 @@ Run with ``chatforge serve``, or ``uvicorn --factory chatforge.app:create_app``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -15,13 +16,14 @@ from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from chatforge import __version__
-from chatforge.api import auth, conversations, features, ops, topics, users
+from chatforge.api import auth, bots, channels, conversations, features, ops, topics, users
 from chatforge.api.errors import install_error_handlers
 from chatforge.context import AppContext, build_context
 from chatforge.realtime.endpoint import websocket_endpoint
 from chatforge.settings import Settings, load_settings
 from chatforge.web.headers import SecurityHeaders
 from chatforge.web.pages import account, admin, staff, support
+from chatforge.web.pages import bots as bot_pages
 from chatforge.web.render import build_environment
 
 STATIC = Path(__file__).parent / "web" / "static"
@@ -50,10 +52,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.ctx = ctx
         await ctx.start()
         sweeper = asyncio.create_task(sweep_unanswered_claims(ctx))
+        # Idle timeouts (B7) are stored deadlines; this sweep fires the due ones.
+        bot_sweeper = asyncio.create_task(
+            ctx.bot_runtime.run_timeouts(config.bot_timeout_sweep_seconds)
+        )
         try:
             yield
         finally:
-            sweeper.cancel()
+            for task in (sweeper, bot_sweeper):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             await ctx.close()
 
     app = FastAPI(
@@ -76,6 +85,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         admin.router,
         staff.router,
         support.router,
+        bots.router,
+        channels.router,
+        bot_pages.router,
     ):
         app.include_router(router)
     app.add_api_websocket_route("/ws", websocket_endpoint)

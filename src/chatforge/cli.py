@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import getpass
 from collections.abc import Awaitable, Callable
 from typing import Annotated, TypeVar
 
@@ -11,6 +12,8 @@ import uvicorn
 from rich.console import Console
 from rich.table import Table
 
+from chatforge.bots.registry import BotRegistry
+from chatforge.channels.console import run_console
 from chatforge.context import AppContext, build_context
 from chatforge.demo import seed_demo
 from chatforge.errors import ChatforgeError
@@ -21,8 +24,10 @@ from chatforge.store.models import Role
 app = typer.Typer(help="chatforge: conversations between people and bots.", no_args_is_help=True)
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 user_app = typer.Typer(help="Accounts.", no_args_is_help=True)
+bot_app = typer.Typer(help="Bots.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(user_app, name="user")
+app.add_typer(bot_app, name="bot")
 
 console = Console()
 T = TypeVar("T")
@@ -95,6 +100,36 @@ def user_create(
         console.print(f"[red]{exc.message}[/red]")
         raise typer.Exit(1) from exc
     console.print(f"Created {user.username} ({user.role.value}).")
+
+
+@bot_app.command("list")
+def bot_list() -> None:
+    """The registered bots and the channels each answers on."""
+    registry = BotRegistry.from_settings(load_settings())
+    table = Table(title="Bots")
+    table.add_column("name")
+    table.add_column("channels")
+    table.add_column("description")
+    for bot in registry.all():
+        table.add_row(bot.name, ", ".join(registry.channels_of(bot.name)), bot.description)
+    console.print(table)
+
+
+@bot_app.command("console")
+def bot_console(
+    name: Annotated[str, typer.Argument(help="The bot to talk to.")],
+    as_user: Annotated[
+        str, typer.Option("--as", help="Who you are on the console (state is kept per name).")
+    ] = "",
+) -> None:
+    """Talk to a bot in the terminal; state and stored values persist between runs."""
+    _upgrade()
+    who = as_user or getpass.getuser()
+    try:
+        _with_context(lambda ctx: run_console(ctx, name, who, console))
+    except ChatforgeError as exc:
+        console.print(f"[red]{exc.message}[/red]")
+        raise typer.Exit(1) from exc
 
 
 @app.command()

@@ -5,15 +5,24 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import timedelta
 
+import httpx
 from limits.aio.storage import MemoryStorage, Storage
 
 from chatforge.auth.passwords import PasswordHasher
 from chatforge.auth.throttle import LoginThrottle
 from chatforge.auth.tokens import TokenSigner
+from chatforge.bots.registry import BotRegistry
+from chatforge.bots.runtime import BotRuntime
+from chatforge.bots.transcript import ConversationTranscript
+from chatforge.channels.base import Channel
+from chatforge.channels.facebook_messenger import FacebookMessenger
+from chatforge.channels.gateway import ChannelGateway
+from chatforge.channels.twilio_whatsapp import TwilioWhatsApp
 from chatforge.realtime.broker import Broker, MemoryBroker
 from chatforge.realtime.hub import Hub
 from chatforge.realtime.typing import TypingTracker
 from chatforge.services.accounts import AccountService
+from chatforge.services.bots import BotService
 from chatforge.services.conversations import ConversationService
 from chatforge.services.eventlog import EventHistory, EventLog
 from chatforge.services.features import FeatureService
@@ -41,11 +50,18 @@ class AppContext:
     conversations: ConversationService
     messages: MessageService
     support: SupportService
+    http: httpx.AsyncClient
+    bots: BotService
+    bot_runtime: BotRuntime
+    channels: ChannelGateway
+    whatsapp: TwilioWhatsApp
+    messenger: FacebookMessenger
 
     async def start(self) -> None:
         await self.broker.start()
 
     async def close(self) -> None:
+        await self.http.aclose()
         await self.broker.close()
         await self.db.dispose()
 
@@ -62,6 +78,17 @@ def build_context(settings: Settings, *, limit_storage: Storage | None = None) -
     broker: Broker = MemoryBroker()
     presence: Presence = MemoryPresence()
     log = EventLog(db, broker)
+    # One client for every outbound platform call, so connections are reused across requests.
+    http = httpx.AsyncClient(timeout=httpx.Timeout(10.0, connect=5.0))
+    registry = BotRegistry.from_settings(settings)
+    runtime = BotRuntime(
+        db, registry, transcript=ConversationTranscript(log), transaction=log.transaction
+    )
+    whatsapp = TwilioWhatsApp(settings, http)
+    messenger = FacebookMessenger(settings, http)
+    senders: dict[str, Channel] = {whatsapp.name: whatsapp, messenger.name: messenger}
+    gateway = ChannelGateway(db, registry, runtime, senders)
+    runtime.outbox = gateway
     return AppContext(
         settings=settings,
         db=db,
@@ -84,4 +111,10 @@ def build_context(settings: Settings, *, limit_storage: Storage | None = None) -
             claim_timeout=timedelta(seconds=settings.claim_timeout_seconds),
             auto_assign=settings.auto_assign,
         ),
+        http=http,
+        bots=BotService(db, registry),
+        bot_runtime=runtime,
+        channels=gateway,
+        whatsapp=whatsapp,
+        messenger=messenger,
     )

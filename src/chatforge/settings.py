@@ -51,6 +51,15 @@ class Settings(BaseSettings):
     facebook_page_token: str = ""
     graph_api_url: str = "https://graph.facebook.com/v19.0"
 
+    # Bots (B3, B6, B7). Modules are comma-separated import paths exposing ``bot`` or ``bots``;
+    # channel_bots says which bot answers on which channel ("channel=bot,...").
+    bot_modules: str = ""
+    channel_bots: str = "whatsapp=challenge,messenger=challenge,web=challenge"
+    challenges_dir: Path | None = None
+    challenge_quota: int = Field(default=5, ge=1)
+    challenge_quota_hours: float = Field(default=24.0, gt=0)
+    bot_timeout_sweep_seconds: float = Field(default=15.0, gt=0)
+
     @field_validator("public_url")
     @classmethod
     def _public_url_is_http(cls, value: str) -> str:
@@ -60,6 +69,24 @@ class Settings(BaseSettings):
                 "CHATFORGE_PUBLIC_URL must be an http(s) URL such as https://chat.example.org"
             )
         return value.rstrip("/")
+
+    @field_validator("channel_bots")
+    @classmethod
+    def _channel_bots_pairs(cls, value: str) -> str:
+        for pair in filter(None, (p.strip() for p in value.split(","))):
+            channel, _, bot = pair.partition("=")
+            if not channel.strip() or not bot.strip():
+                raise ValueError(
+                    "CHATFORGE_CHANNEL_BOTS is a list of channel=bot pairs, for example"
+                    " whatsapp=challenge,messenger=challenge"
+                )
+        return value
+
+    @property
+    def bots_by_channel(self) -> dict[str, str]:
+        """Which bot answers on which channel, from ``channel_bots``."""
+        pairs = (p.partition("=") for p in self.channel_bots.split(",") if p.strip())
+        return {channel.strip(): bot.strip() for channel, _, bot in pairs}
 
     @cached_property
     def resolved_database_url(self) -> str:

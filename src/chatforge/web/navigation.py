@@ -21,6 +21,7 @@ NAV_ITEMS: tuple[NavItem, ...] = (
     NavItem("Support", "/support", frozenset({Role.user, Role.admin})),
     NavItem("Support queue", "/moderate", frozenset({Role.moderator, Role.admin})),
     NavItem("Annotation", "/annotate", frozenset({Role.annotator, Role.admin})),
+    NavItem("Bots", "/bots", frozenset({Role.moderator, Role.admin})),
     NavItem("Topics", "/admin/topics", frozenset({Role.admin})),
     NavItem("Users", "/admin/users", frozenset({Role.admin})),
     NavItem("Features", "/features", EVERYONE),
