@@ -74,10 +74,6 @@ class BotRuntime:
     ) -> None:
         self.db = db
         self._begin: Transaction = transaction or db.write
-        # SQLite has one writer at a time. Queuing this process's bot transactions here, in
-        # order, beats many connections sleeping in SQLite's busy handler: under load that
-        # handler is unfair and gives multi-second tails and "database is locked" errors.
-        self._write_turn = asyncio.Lock() if db.is_sqlite else None
         self.registry = registry
         self.clock = clock
         self.transcript: Transcript = transcript or NoTranscript()
@@ -87,11 +83,7 @@ class BotRuntime:
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSession]:
         """A write transaction for a bot step (events are published after it commits)."""
-        if self._write_turn is None:
-            async with self._begin() as session:
-                yield session
-            return
-        async with self._write_turn, self._begin() as session:
+        async with self._begin() as session:
             yield session
 
     async def _snapshot(

@@ -6,9 +6,8 @@ Each bot speaks as its own account (``bot-<name>``, no password), the conversati
 the user is its owner. One open conversation per user and bot, created on first contact.
 
 The exchange is written in the bot step's own transaction (one transaction per inbound
-message, and the transcript can never disagree with the bot's state). Messages and their
-``chat_message`` events are appended the way :class:`~chatforge.services.messages.MessageService`
-does, with the event log's ``next_seq`` / ``add``; the events are published after the commit by
+message, and the transcript can never disagree with the bot's state), with the same
+``append_message`` that people's messages use; the events are published after the commit by
 the event log's transaction, which the runtime uses.
 """
 
@@ -18,12 +17,11 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from chatforge.services.eventlog import EventLog
-from chatforge.services.messages import BODY_MAX
+from chatforge.services.messages import BODY_MAX, append_message
 from chatforge.store.models import (
     Conversation,
     ConversationKind,
     ConversationStatus,
-    Message,
     Participant,
     Role,
     User,
@@ -118,30 +116,6 @@ class ConversationTranscript:
         speaker = await bot_account(session, bot)
         conversation_id = await open_bot_conversation(session, speaker, user_id, channel)
         for mine, text in lines:
-            sender = user if mine else speaker
-            seq = await self.log.next_seq(session, conversation_id)
-            message = Message(
-                conversation_id=conversation_id,
-                seq=seq,
-                sender_id=sender.id,
-                body=text,
-                created_at=utcnow(),
-            )
-            session.add(message)
-            await session.flush()
-            self.log.add(
-                session,
-                conversation_id,
-                seq,
-                "chat_message",
-                actor_id=sender.id,
-                payload={
-                    "message_id": message.id,
-                    "sender_id": sender.id,
-                    "sender_name": sender.display_name,
-                    "body": text,
-                    "client_id": None,
-                    "recipient_id": None,
-                    "reply_to": None,
-                },
+            await append_message(
+                self.log, session, user if mine else speaker, conversation_id, text
             )

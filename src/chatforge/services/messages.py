@@ -64,6 +64,55 @@ async def _earlier_send(
     return PostResult(seq=row[0], message_id=row[1], duplicate=True) if row else None
 
 
+async def append_message(
+    log: EventLog,
+    session: AsyncSession,
+    sender: User,
+    conversation_id: int,
+    body: str,
+    *,
+    client_id: str | None = None,
+    recipient_id: int | None = None,
+    reply_to: int | None = None,
+) -> Message:
+    """Write a message and its event in the caller's transaction, with no checks.
+
+    Callers validate first (``MessageService.post`` for people; bot transcripts write what the
+    bot said).
+    """
+    seq = await log.next_seq(session, conversation_id)
+    message = Message(
+        conversation_id=conversation_id,
+        seq=seq,
+        sender_id=sender.id,
+        client_id=client_id,
+        body=body,
+        recipient_id=recipient_id,
+        reply_to_id=reply_to,
+        created_at=utcnow(),
+    )
+    session.add(message)
+    await session.flush()
+    log.add(
+        session,
+        conversation_id,
+        seq,
+        "private_message" if recipient_id is not None else "chat_message",
+        actor_id=sender.id,
+        payload={
+            "message_id": message.id,
+            "sender_id": sender.id,
+            "sender_name": sender.display_name,
+            "body": body,
+            "client_id": client_id,
+            "recipient_id": recipient_id,
+            "reply_to": reply_to,
+        },
+        audience=None if recipient_id is None else {sender.id, recipient_id},
+    )
+    return message
+
+
 class MessageService:
     def __init__(self, db: Database, log: EventLog) -> None:
         self.db = db

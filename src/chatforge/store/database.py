@@ -7,6 +7,7 @@ with "database is locked" when one of them upgrades a read lock half-way through
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -37,6 +38,11 @@ class Database:
         self._writer = async_sessionmaker(
             self.engine.execution_options(**{_WRITE: True}), expire_on_commit=False
         )
+        # SQLite has one writer at a time. Queuing this process's writers here, in order, beats
+        # many connections sleeping in SQLite's busy handler: under load that handler is unfair
+        # and gives multi-second tails and "database is locked" errors. Other processes on the
+        # same file still wait through the busy timeout.
+        self._write_turn = asyncio.Lock() if self.is_sqlite else None
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncSession]:
@@ -47,7 +53,11 @@ class Database:
     @asynccontextmanager
     async def write(self) -> AsyncIterator[AsyncSession]:
         """A write transaction, committed when the block ends without an exception."""
-        async with self._writer() as session, session.begin():
+        if self._write_turn is None:
+            async with self._writer() as session, session.begin():
+                yield session
+            return
+        async with self._write_turn, self._writer() as session, session.begin():
             yield session
 
     async def dispose(self) -> None:
