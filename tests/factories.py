@@ -10,7 +10,7 @@ from typing import TypeVar
 
 from chatforge.context import AppContext, build_context
 from chatforge.settings import load_settings
-from chatforge.store.models import Role, User
+from chatforge.store.models import Conversation, ConversationKind, Role, Topic, User
 
 T = TypeVar("T")
 PASSWORD = "correct horse battery"
@@ -27,6 +27,26 @@ async def make_user(
     return await ctx.accounts.register(
         username or unique_name(str(Role(role).value)), PASSWORD, role=Role(role)
     )
+
+
+async def make_topic(
+    ctx: AppContext, admin: User, name: str | None = None, description: str = ""
+) -> Topic:
+    return await ctx.topics.create(
+        admin, name=name or unique_name("Topic "), description=description
+    )
+
+
+async def make_conversation(ctx: AppContext, owner: User, topic: Topic | None) -> Conversation:
+    """A support conversation row, written straight through the ORM (no service owns it yet)."""
+    async with ctx.db.write() as session:
+        conversation = Conversation(
+            kind=ConversationKind.support,
+            owner_id=owner.id,
+            topic_id=topic.id if topic is not None else None,
+        )
+        session.add(conversation)
+    return conversation
 
 
 def with_context(data_dir: Path, work: Callable[[AppContext], Awaitable[T]], **env: str) -> T:

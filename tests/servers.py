@@ -22,6 +22,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+import chatforge
+
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 
 
@@ -127,8 +129,21 @@ class LiveServer:
 SECRET = "test-secret-key-that-is-long-enough-0123456789"
 
 
-def server_env(data_dir: Path, port: int, **extra: str) -> dict[str, str]:
+# The source tree of the chatforge the tests imported: subprocesses must run that same code, even
+# when the environment also holds an install of another checkout.
+SOURCE_ROOT = Path(chatforge.__file__).resolve().parent.parent
+
+
+def child_env(**extra: str) -> dict[str, str]:
+    """Environment for a ``python -m chatforge`` subprocess, without inherited CHATFORGE_ values."""
     env = {key: value for key, value in os.environ.items() if not key.startswith("CHATFORGE_")}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(SOURCE_ROOT), env.get("PYTHONPATH")]))
+    env.update(extra)
+    return env
+
+
+def server_env(data_dir: Path, port: int, **extra: str) -> dict[str, str]:
+    env = child_env()
     env.update(
         CHATFORGE_DATA_DIR=str(data_dir),
         CHATFORGE_SECRET_KEY=SECRET,
