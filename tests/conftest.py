@@ -20,7 +20,7 @@ from chatforge.settings import Settings, load_settings
 from chatforge.store import migrate
 from chatforge.store.models import Role, User
 from tests.factories import PASSWORD, make_user, unique_name
-from tests.servers import IN_CI, SECRET
+from tests.servers import IN_CI, SECRET, postgres_server
 
 T = TypeVar("T")
 CSRF_FIELD = re.compile(r'name="csrf_token" value="([^"]+)"')
@@ -118,6 +118,13 @@ class Api:
         """Post a page form the way a browser would: with the CSRF token, redirects not followed."""
         fields = {**(data or {}), "csrf_token": self.csrf()}
         return self.client.post(path, data=fields, follow_redirects=False)
+
+
+@pytest.fixture(scope="session")
+def postgres_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A throw-away PostgreSQL server for the session: an asyncpg URL to an empty database."""
+    with postgres_server(tmp_path_factory.mktemp("postgres")) as url:
+        yield url
 
 
 @pytest.fixture
