@@ -30,8 +30,10 @@ def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer
         yield server
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
+    # Module scope: Playwright's sync API keeps an event loop running in the main thread while
+    # it is started, which would break the asyncio tests collected after the browser tests.
     if not CHROMIUM.exists():
         missing("Chromium not found at /usr/bin/chromium: apt-get install chromium")
     with sync_playwright() as playwright:
