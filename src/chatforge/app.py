@@ -11,6 +11,7 @@ from pathlib import Path
 
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
+from starlette.types import ASGIApp
 
 from chatforge import __version__
 from chatforge.api import auth, features, ops, topics, users
@@ -22,6 +23,17 @@ from chatforge.web.pages import account, admin, staff
 from chatforge.web.render import build_environment
 
 STATIC = Path(__file__).parent / "web" / "static"
+
+
+class ChatforgeAPI(FastAPI):
+    """FastAPI with the security headers (and response counter) around the whole stack.
+
+    ``add_middleware`` would place them inside Starlette's outermost error handler, so the 500
+    page it sends would go out without them and uncounted.
+    """
+
+    def build_middleware_stack(self) -> ASGIApp:
+        return SecurityHeaders(super().build_middleware_stack())
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -38,7 +50,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         finally:
             await ctx.close()
 
-    app = FastAPI(
+    app = ChatforgeAPI(
         title="chatforge",
         version=__version__,
         description="Support chat, live sessions, bots and annotation, over one REST and "
@@ -59,5 +71,4 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     ):
         app.include_router(router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
-    app.add_middleware(SecurityHeaders)
     return app

@@ -131,6 +131,27 @@ def test_server_error_on_a_page_is_the_custom_500_page(failing_client: TestClien
     assert "<h1>Something went wrong</h1>" in page.text
     assert "hunter2" not in page.text
     assert "Traceback" not in page.text
+    # Even this response, sent by the outermost error handler, carries the security headers.
+    assert "unsafe-inline" not in page.headers["content-security-policy"]
+    assert page.headers["x-content-type-options"] == "nosniff"
+    assert page.headers["x-frame-options"] == "DENY"
+
+
+def test_server_errors_are_counted_in_the_metrics(failing_client: TestClient) -> None:
+    def errors() -> float:
+        prefix = 'chatforge_http_responses_total{method="GET",status="500"} '
+        lines = [
+            line
+            for line in failing_client.get("/metrics").text.splitlines()
+            if line.startswith(prefix)
+        ]
+        return float(lines[0].removeprefix(prefix)) if lines else 0.0
+
+    before = errors()
+    failing_client.get("/explode")
+    failing_client.get("/api/explode")
+
+    assert errors() == before + 2
 
 
 def test_server_error_on_the_api_is_json(failing_client: TestClient) -> None:
