@@ -144,6 +144,19 @@ def test_login_never_redirects_to_another_site(api: Api, target: str) -> None:
     assert again.headers["location"] == "/"
 
 
+@pytest.mark.parametrize("target", ["/\t/evil.example", "/\n/evil.example", "/\r\n/evil.example"])
+def test_login_redirect_survives_browsers_dropping_tabs_and_newlines(api: Api, target: str) -> None:
+    # Browsers delete tabs and newlines from URLs: "/<TAB>/evil.example" would become
+    # "//evil.example", another site, unless the redirect encodes them.
+    user = api.user()
+
+    location = login_form(api, user.username, next=target).headers["location"]
+
+    as_browser_reads_it = re.sub(r"[\t\r\n]", "", location)
+    assert as_browser_reads_it.startswith("/")
+    assert not as_browser_reads_it.startswith(("//", "/\\"))
+
+
 def test_login_returns_to_the_page_that_asked_for_it(api: Api) -> None:
     user = api.user()
     asked = api.client.get("/profile", follow_redirects=False)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+import httpx
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
@@ -14,8 +15,8 @@ from chatforge.store.models import Role
 from tests.conftest import Api
 
 
-def is_page(response: object) -> bool:
-    return response.headers["content-type"].startswith("text/html")  # type: ignore[attr-defined,no-any-return]
+def is_page(response: httpx.Response) -> bool:
+    return response.headers["content-type"].startswith("text/html")
 
 
 def test_unknown_page_is_the_custom_404_page(api: Api) -> None:

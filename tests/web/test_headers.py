@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 
+import httpx
 import pytest
 
 from chatforge.store.models import Role
@@ -16,8 +17,8 @@ def policy(header: str) -> dict[str, str]:
     return {name: (rest[0] if rest else "") for name, *rest in directives}
 
 
-def assert_secure_headers(response: object) -> None:
-    headers = response.headers  # type: ignore[attr-defined]
+def assert_secure_headers(response: httpx.Response) -> None:
+    headers = response.headers
     csp = policy(headers["content-security-policy"])
     assert csp["default-src"] == "'self'"
     assert csp["script-src"] == "'self'"
