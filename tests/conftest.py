@@ -59,8 +59,11 @@ def settings(tmp_path: Path, migrated_database: Path) -> Settings:
         data_dir=tmp_path / "data", secret_key=SECRET, public_url="http://testserver"
     )
     config.check()
-    assert config.resolved_database_url.endswith("/data/chatforge.db")
-    shutil.copyfile(migrated_database, config.data_dir / "chatforge.db")
+    database_file = (config.data_dir / "chatforge.db").resolve()
+    if config.resolved_database_url == f"sqlite+aiosqlite:///{database_file}":
+        shutil.copyfile(migrated_database, database_file)
+    else:  # CHATFORGE_DATABASE_URL names another database
+        migrate.upgrade(config.resolved_database_url)
     return config
 
 
