@@ -17,8 +17,9 @@ pytestmark = pytest.mark.browser
 Account = Callable[[Role], User]
 
 
-def flash(page: Page) -> str:
-    return page.locator(".flashes .flash").inner_text()
+def expect_flash(page: Page, text: str) -> None:
+    # expect() retries until the next page has loaded; a plain read could see the last one.
+    expect(page.locator(".flashes .flash")).to_have_text(text)
 
 
 def test_register_then_log_in_shows_the_users_navigation(page: Page) -> None:
@@ -65,20 +66,21 @@ def test_admin_adds_edits_deactivates_and_deletes_a_topic(page: Page, account: A
     page.get_by_label("Name").fill(name)
     page.get_by_label("Description").fill("Made in Chromium")
     page.get_by_role("button", name="Add topic").click()
-    assert flash(page) == f"Topic “{name}” added."
+    expect_flash(page, f"Topic “{name}” added.")
     row = page.locator(f'tr[data-topic="{name}"]')
     expect(row).to_contain_text("Made in Chromium")
     expect(row).to_contain_text("active")
 
     row.get_by_role("link", name="Edit").click()
+    expect(page.get_by_role("heading", name="Edit topic")).to_be_visible()
     page.get_by_label("Name").fill(f"{name} (edited)")
     page.get_by_role("button", name="Save").click()
-    assert flash(page) == f"Topic “{name} (edited)” saved."
+    expect_flash(page, f"Topic “{name} (edited)” saved.")
     name = f"{name} (edited)"
     row = page.locator(f'tr[data-topic="{name}"]')
 
     row.get_by_role("button", name="Deactivate").click()
-    assert flash(page) == f"Topic “{name}” deactivated."
+    expect_flash(page, f"Topic “{name}” deactivated.")
     expect(page.locator(f'tr[data-topic="{name}"]')).to_contain_text("inactive")
 
     page.locator(f'tr[data-topic="{name}"]').get_by_role("link", name="Delete").click()
@@ -88,7 +90,7 @@ def test_admin_adds_edits_deactivates_and_deletes_a_topic(page: Page, account: A
 
     page.locator(f'tr[data-topic="{name}"]').get_by_role("link", name="Delete").click()
     page.get_by_role("button", name="Yes, delete").click()
-    assert flash(page) == "Topic deleted."
+    expect_flash(page, "Topic deleted.")
     expect(page.locator(f'tr[data-topic="{name}"]')).to_have_count(0)
 
 
@@ -107,7 +109,7 @@ def test_promotion_shows_the_support_queue_after_reload(
     admin_page.get_by_role("link", name=user.username, exact=True).click()
     admin_page.get_by_label("Role").select_option("moderator")
     admin_page.get_by_role("button", name="Save role").click()
-    assert flash(admin_page) == f"{user.username} is now moderator."
+    expect_flash(admin_page, f"{user.username} is now moderator.")
 
     user_page.reload()
 
