@@ -145,6 +145,9 @@ def test_unknown_url_shows_the_custom_404_page(page: Page) -> None:
 
 def test_pages_fit_a_phone_screen(new_page: Callable[..., Page], account: Account) -> None:
     page = new_page(width=360, height=740)
+    page.goto("/")
+    # The stylesheet is in force (the policy lets it load), so the layout below is the real one.
+    assert page.evaluate("getComputedStyle(document.body).display") == "flex"
     for path in ("/", "/login", "/register", "/features"):
         page.goto(path)
         assert page.evaluate("document.documentElement.scrollWidth") <= 360, path
