@@ -14,6 +14,7 @@ from pathlib import Path
 
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
+from starlette.types import ASGIApp
 
 from chatforge import __version__
 from chatforge.api import auth, bots, channels, conversations, features, ops, topics, users
@@ -41,6 +42,17 @@ async def sweep_unanswered_claims(ctx: AppContext) -> None:
             log.exception("claim-timeout sweep failed; retrying")
 
 
+class ChatforgeAPI(FastAPI):
+    """FastAPI with the security headers (and response counter) around the whole stack.
+
+    ``add_middleware`` would place them inside Starlette's outermost error handler, so the 500
+    page it sends would go out without them and uncounted.
+    """
+
+    def build_middleware_stack(self) -> ASGIApp:
+        return SecurityHeaders(super().build_middleware_stack())
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the app; resources (database, broker) are created when it starts, not here."""
     config = settings or load_settings()
@@ -65,7 +77,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                     await task
             await ctx.close()
 
-    app = FastAPI(
+    app = ChatforgeAPI(
         title="chatforge",
         version=__version__,
         description="Support chat, live sessions, bots and annotation, over one REST and "
@@ -92,5 +104,4 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(router)
     app.add_api_websocket_route("/ws", websocket_endpoint)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
-    app.add_middleware(SecurityHeaders)
     return app

@@ -71,7 +71,7 @@ class RedisBroker(Broker):
                 await task
         if self._pubsub is not None:
             with contextlib.suppress(RedisError, OSError):
-                await self._pubsub.aclose()
+                await self._pubsub.aclose()  # type: ignore[no-untyped-call]
         with contextlib.suppress(RedisError, OSError):
             await self.redis.aclose()
 
@@ -132,7 +132,7 @@ class RedisBroker(Broker):
                 log.warning("redis connection lost (%s); retrying in %.1fs", exc, delay)
                 if self._pubsub is not None:
                     with contextlib.suppress(Exception):
-                        await self._pubsub.aclose()
+                        await self._pubsub.aclose()  # type: ignore[no-untyped-call]
                     self._pubsub = None
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
