@@ -44,6 +44,16 @@ async def sweep_unanswered_claims(ctx: AppContext) -> None:
             log.exception("claim-timeout sweep failed; retrying")
 
 
+async def catch_up_periodically(ctx: AppContext) -> None:
+    """With several processes, look for events that were committed but never published."""
+    while True:
+        await asyncio.sleep(ctx.settings.catch_up_seconds)
+        try:
+            await ctx.hub.catch_up()
+        except Exception:
+            log.exception("catch-up failed; retrying")
+
+
 class ChatforgeAPI(FastAPI):
     """FastAPI with the security headers (and response counter) around the whole stack.
 
@@ -65,18 +75,24 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         ctx: AppContext = build_context(config)
         app.state.ctx = ctx
         await ctx.start()
-        sweeper = asyncio.create_task(sweep_unanswered_claims(ctx))
-        # Idle timeouts (B7) are stored deadlines; this sweep fires the due ones.
-        bot_sweeper = asyncio.create_task(
-            ctx.bot_runtime.run_timeouts(
-                config.bot_timeout_sweep_seconds,
-                lambda: ctx.leases.acquire("bot-timeouts", config.bot_timeout_sweep_seconds * 0.9),
-            )
-        )
+        tasks = [
+            asyncio.create_task(sweep_unanswered_claims(ctx)),
+            # Idle timeouts (B7) are stored deadlines; this sweep fires the due ones.
+            asyncio.create_task(
+                ctx.bot_runtime.run_timeouts(
+                    config.bot_timeout_sweep_seconds,
+                    lambda: ctx.leases.acquire(
+                        "bot-timeouts", config.bot_timeout_sweep_seconds * 0.9
+                    ),
+                )
+            ),
+        ]
+        if config.redis_url:
+            tasks.append(asyncio.create_task(catch_up_periodically(ctx)))
         try:
             yield
         finally:
-            for task in (sweeper, bot_sweeper):
+            for task in tasks:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task

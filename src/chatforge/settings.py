@@ -40,6 +40,7 @@ class Settings(BaseSettings):
     auto_assign: bool = False
     replay_cap: int = Field(default=1000, ge=1)
     typing_ttl_seconds: float = Field(default=5.0, gt=0)
+    catch_up_seconds: float = Field(default=5.0, gt=0)
     sqlite_busy_timeout_ms: int = Field(default=5000, ge=0)
 
     twilio_account_sid: str = ""

@@ -205,7 +205,7 @@ def test_queue_position_and_status(api: Api, topic_id: int) -> None:
     assert position["position"] == 2
     assert position["estimated_wait_seconds"] > 0
     other = api.client.get(f"/api/conversations/{cid}/queue", headers=api.auth(first))
-    assert other.status_code == 404
+    assert other.status_code == 403
     status = api.client.get("/api/support/status", headers=api.auth(first)).json()
     assert status == {"moderators_online": 0, "pending": 2}
 

@@ -12,7 +12,7 @@ def test_healthz_reports_the_database(api: Api) -> None:
     response = api.client.get("/healthz")
 
     assert response.status_code == 200
-    assert response.json() == {"status": "ok", "database": "ok"}
+    assert response.json() == {"status": "ok", "database": "ok", "broker": "memory"}
 
 
 def test_healthz_is_503_when_the_database_is_gone(api: Api, tmp_path: Path) -> None:
@@ -25,7 +25,7 @@ def test_healthz_is_503_when_the_database_is_gone(api: Api, tmp_path: Path) -> N
         api.ctx.db = working
 
     assert response.status_code == 503
-    assert response.json() == {"status": "down", "database": "unreachable"}
+    assert response.json() == {"status": "down", "database": "unreachable", "broker": "memory"}
     assert api.client.get("/healthz").status_code == 200
 
 

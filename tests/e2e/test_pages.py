@@ -113,7 +113,7 @@ def test_promotion_shows_the_support_queue_after_reload(
 
     user_page.reload()
 
-    assert nav_links(user_page) == ["Home", "Support queue", "Features", "Profile"]
+    assert nav_links(user_page) == ["Home", "Support queue", "Bots", "Features", "Profile"]
     user_page.get_by_role("link", name="Support queue", exact=True).click()
     expect(user_page.get_by_role("heading", name="Support queue")).to_be_visible()
 

@@ -57,11 +57,14 @@ def test_user_and_moderator_chat_live(
     row.get_by_role("button", name="Claim").click()
     expect(mod_page).to_have_url(re.compile(r"/support/conversations/\d+$"))
 
-    # The user is told at once.
+    # The user is told at once (the page shows who joined once it has reloaded).
     expect(user_page.get_by_test_id("chat-status")).to_have_text("active")
+    expect(user_page.locator("#chat-with")).to_contain_text(moderator.display_name)
 
     user_page.get_by_label("Message").fill("How do I undo my last commit?")
     user_page.get_by_label("Message").press("Enter")
+    # Both pages show it from the live event, so both are subscribed from here on.
+    expect(user_page.get_by_test_id("messages")).to_contain_text("How do I undo my last commit?")
     expect(mod_page.get_by_test_id("messages")).to_contain_text("How do I undo my last commit?")
 
     mod_page.get_by_label("Message").press_sequentially("git re")

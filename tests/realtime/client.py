@@ -1,8 +1,14 @@
-"""A test WebSocket client that records every frame it receives."""
+"""A test WebSocket client that records every frame it receives.
+
+A reader task takes every frame off the socket as it arrives; tests wait on the recorded list.
+Receives are never cut short by a timeout (on Python 3.11 a timed-out ``wait_for`` can drop the
+value it was waiting for), so a test can never lose a frame itself.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -10,6 +16,7 @@ from typing import Any
 
 import websockets
 from websockets.asyncio.client import ClientConnection
+from websockets.exceptions import ConnectionClosed
 
 from tests.servers import LiveServer
 
@@ -20,40 +27,63 @@ class WsClient:
     def __init__(self, connection: ClientConnection) -> None:
         self.connection = connection
         self.frames: list[dict[str, Any]] = []
-        self._unread: list[dict[str, Any]] = []
+        self._inbox: list[dict[str, Any]] = []
+        self._arrived = asyncio.Event()
+        self._closed: ConnectionClosed | None = None
+        self._reader = asyncio.create_task(self._read())
+
+    async def _read(self) -> None:
+        try:
+            async for raw in self.connection:
+                frame = json.loads(raw)
+                self.frames.append(frame)
+                self._inbox.append(frame)
+                self._arrived.set()
+        except ConnectionClosed as exc:
+            self._closed = exc
+        else:
+            self._closed = ConnectionClosed(self.connection.close_rcvd, self.connection.close_sent)
+        self._arrived.set()
+
+    async def close(self) -> None:
+        self._reader.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._reader
 
     async def send(self, frame: dict[str, Any]) -> None:
         await self.connection.send(json.dumps(frame))
 
+    async def _wait(self, deadline: float) -> None:
+        if self._closed is not None:
+            raise self._closed
+        self._arrived.clear()
+        remaining = deadline - asyncio.get_running_loop().time()
+        if remaining <= 0:
+            raise TimeoutError
+        await asyncio.wait_for(self._arrived.wait(), remaining)
+
     async def next(self, within: float = TIMEOUT) -> dict[str, Any]:
-        if self._unread:
-            return self._unread.pop(0)
-        frame: dict[str, Any] = json.loads(await asyncio.wait_for(self.connection.recv(), within))
-        self.frames.append(frame)
-        return frame
+        deadline = asyncio.get_running_loop().time() + within
+        while not self._inbox:
+            await self._wait(deadline)
+        return self._inbox.pop(0)
 
     async def expect(self, type: str, within: float = TIMEOUT, **fields: Any) -> dict[str, Any]:
-        """The next frame of ``type`` (matching ``fields``); others are kept for later reads."""
-        skipped: list[dict[str, Any]] = []
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + within
-        try:
-            while True:
-                frame = await self.next(max(0.01, deadline - loop.time()))
+        """The first unread frame of ``type`` (matching ``fields``); others stay unread."""
+        deadline = asyncio.get_running_loop().time() + within
+        while True:
+            for index, frame in enumerate(self._inbox):
                 if frame.get("type") == type and all(frame.get(k) == v for k, v in fields.items()):
-                    return frame
-                skipped.append(frame)
-        finally:
-            self._unread[:0] = skipped
+                    return self._inbox.pop(index)
+            await self._wait(deadline)
 
     async def drain(self, quiet: float = 0.3) -> list[dict[str, Any]]:
-        """Everything that arrives until the socket is quiet for ``quiet`` seconds."""
-        received = list(self._unread)
-        self._unread.clear()
+        """Everything unread, once the socket has been quiet for ``quiet`` seconds."""
         while True:
-            try:
-                received.append(await self.next(quiet))
-            except TimeoutError:
+            seen = len(self.frames)
+            await asyncio.sleep(quiet)
+            if len(self.frames) == seen:
+                received, self._inbox = self._inbox, []
                 return received
 
     async def request(self, frame: dict[str, Any], reply: str) -> dict[str, Any]:
@@ -68,6 +98,9 @@ async def ws_client(
     url = server.ws_url + (f"?token={token}" if token else "")
     async with websockets.connect(url, max_size=2**22, **options) as connection:
         client = WsClient(connection)
-        hello = await client.next()
-        assert hello["type"] == "hello"
-        yield client
+        try:
+            hello = await client.next()
+            assert hello["type"] == "hello"
+            yield client
+        finally:
+            await client.close()

@@ -72,7 +72,11 @@ def test_the_app_really_runs_on_postgresql(pg_api: Api) -> None:
 
     assert pg_api.ctx.settings.resolved_database_url.startswith("postgresql+asyncpg://")
     assert pg_api.call(server_version).startswith("PostgreSQL")
-    assert pg_api.client.get("/healthz").json() == {"status": "ok", "database": "ok"}
+    assert pg_api.client.get("/healthz").json() == {
+        "status": "ok",
+        "database": "ok",
+        "broker": "memory",
+    }
 
 
 def test_register_token_and_profile(pg_api: Api) -> None:

@@ -32,6 +32,10 @@ class History(Protocol):
 
     async def last_seq(self, conversation_id: int) -> int: ...
 
+    async def last_seqs(self, conversation_ids: list[int]) -> dict[int, int]:
+        """The last ``seq`` of several conversations, in one query."""
+        ...
+
     async def between(self, conversation_id: int, after: int, upto: int) -> list[Envelope]:
         """Envelopes of the events with ``after < seq < upto``, in order."""
         ...
@@ -135,10 +139,20 @@ class Hub:
         return list(feed.subscribers) if feed else []
 
     async def catch_up(self) -> None:
-        """Deliver whatever was committed but never reached this process (broker outage)."""
-        for feed in list(self._feeds.values()):
+        """Deliver whatever was committed but never reached this process.
+
+        Called when the broker comes back after an outage, when another process says it dropped
+        envelopes, and every few seconds with a broker between processes (a process killed
+        between its commit and its publish says nothing). One query covers every feed.
+        """
+        if not self._feeds:
+            return
+        latest = await self.history.last_seqs(list(self._feeds))
+        for conversation_id, last in latest.items():
+            feed = self._feeds.get(conversation_id)
+            if feed is None or last <= feed.last_seq:
+                continue
             async with feed.lock:
-                last = await self.history.last_seq(feed.conversation_id)
                 if last <= feed.last_seq:
                     continue
                 for missing in await self.history.between(

@@ -103,6 +103,15 @@ class RedisBroker(Broker):
             except (RedisError, OSError):
                 self._healthy = False
 
+    async def _catch_up(self) -> None:
+        if self._on_reconnect is None:
+            return
+        try:
+            await self._on_reconnect()
+        except Exception:
+            # Never let a failed catch-up stop the listener; the periodic one tries again.
+            log.exception("catching up after a broker gap failed")
+
     async def _publish(self) -> None:
         dropped = False
         while True:
@@ -115,7 +124,8 @@ class RedisBroker(Broker):
                     await self.redis.publish(CONTROL, CATCH_UP)
                     dropped = False
             except (RedisError, OSError, TimeoutError) as exc:
-                self._healthy = False
+                # Health is the listener's to judge (it pings); a failed publish only means
+                # the others must catch up once Redis answers again.
                 dropped = True
                 log.warning("redis publish failed (%s); other processes catch up later", exc)
 
@@ -129,8 +139,12 @@ class RedisBroker(Broker):
                 await pubsub.subscribe(CONTROL, *(PREFIX + topic for topic in self._topics))
                 self._healthy = True
                 delay = self._reconnect_delay
-                if not first and self._on_reconnect is not None:
-                    await self._on_reconnect()
+                if first:
+                    # A process restarting after a crash may have committed events it never
+                    # published: have everyone look.
+                    await self.redis.publish(CONTROL, CATCH_UP)
+                else:
+                    await self._catch_up()
                 first = False
                 await self._pump(pubsub)
             except asyncio.CancelledError:
@@ -166,8 +180,8 @@ class RedisBroker(Broker):
             if kind != "message":
                 continue
             if message.get("channel") == CONTROL.encode():
-                if message.get("data") == CATCH_UP and self._on_reconnect is not None:
-                    await self._on_reconnect()
+                if message.get("data") == CATCH_UP:
+                    await self._catch_up()
                 continue
             origin, _, data = bytes(message["data"]).partition(b"\n")
             if origin == self.origin or self._deliver is None:

@@ -162,6 +162,15 @@ class EventHistory:
             )
         return seq or 0
 
+    async def last_seqs(self, conversation_ids: list[int]) -> dict[int, int]:
+        async with self.db.read() as session:
+            rows = await session.execute(
+                select(Conversation.id, Conversation.last_seq).where(
+                    Conversation.id.in_(conversation_ids)
+                )
+            )
+            return dict(rows.tuples().all())
+
     async def between(self, conversation_id: int, after: int, upto: int) -> list[Envelope]:
         async with self.db.read() as session:
             rows = await session.scalars(

@@ -374,14 +374,24 @@ class SupportService:
         await self.log.publish(envelopes)
 
     async def queue_position(self, actor: User, conversation_id: int) -> tuple[int, int] | None:
-        """(position, estimated wait in seconds) of the actor's pending conversation."""
+        """(position, estimated wait in seconds) of the actor's pending conversation.
+
+        ``Forbidden`` for anyone but the person waiting; None once it is no longer pending.
+        """
         async with self.db.read() as session:
+            owner = await session.scalar(
+                select(Conversation.owner_id).where(Conversation.id == conversation_id)
+            )
+            if owner is None:
+                raise NotFound(f"No conversation {conversation_id}.", code="conversation_not_found")
+            if owner != actor.id:
+                raise Forbidden("Only the person waiting sees their place.", code="not_owner")
             conversations = await open_support(session)
             average_wait = await self._average_wait(session)
         online = len(await self.presence.online_moderators())
         pending = [c for c in conversations if c.status is ConversationStatus.pending]
         for position, conversation in enumerate(pending, start=1):
-            if conversation.id == conversation_id and conversation.owner_id == actor.id:
+            if conversation.id == conversation_id:
                 return position, round(position * average_wait / max(1, online))
         return None
 
