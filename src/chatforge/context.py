@@ -17,6 +17,7 @@ from chatforge.bots.transcript import ConversationTranscript
 from chatforge.channels.base import Channel
 from chatforge.channels.facebook_messenger import FacebookMessenger
 from chatforge.channels.gateway import ChannelGateway
+from chatforge.channels.relay import ChannelRelay
 from chatforge.channels.twilio_whatsapp import TwilioWhatsApp
 from chatforge.realtime.broker import Broker, MemoryBroker
 from chatforge.realtime.hub import Hub
@@ -26,6 +27,7 @@ from chatforge.services.bots import BotService
 from chatforge.services.conversations import ConversationService
 from chatforge.services.eventlog import EventHistory, EventLog
 from chatforge.services.features import FeatureService
+from chatforge.services.handoff import SupportHandoffDesk
 from chatforge.services.messages import MessageService
 from chatforge.services.presence import MemoryPresence, Presence
 from chatforge.services.support import SupportService
@@ -56,11 +58,15 @@ class AppContext:
     channels: ChannelGateway
     whatsapp: TwilioWhatsApp
     messenger: FacebookMessenger
+    handoff: SupportHandoffDesk
+    relay: ChannelRelay
 
     async def start(self) -> None:
         await self.broker.start()
 
     async def close(self) -> None:
+        # Moderators' replies still queued for a channel go out before the HTTP client closes.
+        await self.relay.close()
         await self.http.aclose()
         await self.broker.close()
         await self.db.dispose()
@@ -89,6 +95,22 @@ def build_context(settings: Settings, *, limit_storage: Storage | None = None) -
     senders: dict[str, Channel] = {whatsapp.name: whatsapp, messenger.name: messenger}
     gateway = ChannelGateway(db, registry, runtime, senders)
     runtime.outbox = gateway
+    messages = MessageService(db, log)
+    support = SupportService(
+        db,
+        log,
+        presence,
+        max_active_per_moderator=settings.max_active_per_moderator,
+        claim_timeout=timedelta(seconds=settings.claim_timeout_seconds),
+        auto_assign=settings.auto_assign,
+    )
+    # B4: bots hand users over to the support queue; what moderators say there reaches the
+    # user's channel through the relay, after the commit and outside the sender's request.
+    handoff = SupportHandoffDesk(db, support, messages, topic=settings.handoff_topic)
+    runtime.handoff = handoff
+    relay = ChannelRelay(gateway)
+    messages.listen(relay.message_posted)
+    support.listen(relay.support_changed)
     return AppContext(
         settings=settings,
         db=db,
@@ -102,19 +124,14 @@ def build_context(settings: Settings, *, limit_storage: Storage | None = None) -
         topics=TopicService(db),
         features=FeatureService(db),
         conversations=ConversationService(db, replay_cap=settings.replay_cap),
-        messages=MessageService(db, log),
-        support=SupportService(
-            db,
-            log,
-            presence,
-            max_active_per_moderator=settings.max_active_per_moderator,
-            claim_timeout=timedelta(seconds=settings.claim_timeout_seconds),
-            auto_assign=settings.auto_assign,
-        ),
+        messages=messages,
+        support=support,
         http=http,
         bots=BotService(db, registry),
         bot_runtime=runtime,
         channels=gateway,
         whatsapp=whatsapp,
         messenger=messenger,
+        handoff=handoff,
+        relay=relay,
     )
