@@ -19,6 +19,7 @@ from chatforge.channels.facebook_messenger import FacebookMessenger
 from chatforge.channels.gateway import ChannelGateway
 from chatforge.channels.relay import ChannelRelay
 from chatforge.channels.twilio_whatsapp import TwilioWhatsApp
+from chatforge.channels.web import WebWidget
 from chatforge.realtime.broker import Broker, MemoryBroker
 from chatforge.realtime.hub import Hub
 from chatforge.realtime.typing import TypingTracker
@@ -60,6 +61,7 @@ class AppContext:
     messenger: FacebookMessenger
     handoff: SupportHandoffDesk
     relay: ChannelRelay
+    web_chat: WebWidget
 
     async def start(self) -> None:
         await self.broker.start()
@@ -134,4 +136,5 @@ def build_context(settings: Settings, *, limit_storage: Storage | None = None) -
         messenger=messenger,
         handoff=handoff,
         relay=relay,
+        web_chat=WebWidget(db, registry, gateway, handoff),
     )
