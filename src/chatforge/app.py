@@ -37,7 +37,9 @@ async def sweep_unanswered_claims(ctx: AppContext) -> None:
     while True:
         await asyncio.sleep(interval)
         try:
-            await ctx.support.release_unanswered()
+            # With several processes, one of them runs each round.
+            if await ctx.leases.acquire("claim-sweep", interval * 0.9):
+                await ctx.support.release_unanswered()
         except Exception:
             log.exception("claim-timeout sweep failed; retrying")
 
@@ -66,7 +68,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         sweeper = asyncio.create_task(sweep_unanswered_claims(ctx))
         # Idle timeouts (B7) are stored deadlines; this sweep fires the due ones.
         bot_sweeper = asyncio.create_task(
-            ctx.bot_runtime.run_timeouts(config.bot_timeout_sweep_seconds)
+            ctx.bot_runtime.run_timeouts(
+                config.bot_timeout_sweep_seconds,
+                lambda: ctx.leases.acquire("bot-timeouts", config.bot_timeout_sweep_seconds * 0.9),
+            )
         )
         try:
             yield

@@ -39,7 +39,7 @@ def test_register_then_log_in_shows_the_users_navigation(page: Page) -> None:
 
     log_in(page, username)
 
-    assert nav_links(page) == ["Home", "Features", "Profile"]
+    assert nav_links(page) == ["Home", "Support", "Features", "Profile"]
     expect(page.get_by_test_id("who")).to_contain_text("Ada Reader")
     expect(page.get_by_role("link", name="Topics")).to_have_count(0)
     expect(page.get_by_role("link", name="Users")).to_have_count(0)

@@ -9,6 +9,8 @@ published, and each hub notices a missed ``seq`` and reads the gap back from the
 - When Redis stops answering (down, or frozen: no reply to a ping), the broker reports itself
   unhealthy, reconnects with backoff, subscribes again, and asks the hub to catch up every
   conversation it follows.
+- A process that had to drop envelopes announces it on the control channel once Redis works
+  again, and every process catches up, so a lost publish cannot leave a conversation behind.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ PREFIX = "chatforge:"
 CONTROL = PREFIX + "control"
 PUBLISH_QUEUE = 10_000
 PONG_DEADLINE = 3.0
+CATCH_UP = b"catch-up"
 
 
 class RedisUnresponsive(RedisError):
@@ -101,14 +104,19 @@ class RedisBroker(Broker):
                 self._healthy = False
 
     async def _publish(self) -> None:
+        dropped = False
         while True:
             envelope = await self._outgoing.get()
             try:
                 await self.redis.publish(
                     PREFIX + envelope.topic, self.origin + b"\n" + envelope.encode()
                 )
+                if dropped:
+                    await self.redis.publish(CONTROL, CATCH_UP)
+                    dropped = False
             except (RedisError, OSError, TimeoutError) as exc:
                 self._healthy = False
+                dropped = True
                 log.warning("redis publish failed (%s); other processes catch up later", exc)
 
     async def _listen(self) -> None:
@@ -155,7 +163,11 @@ class RedisBroker(Broker):
             if kind == "pong":
                 ping_sent = None
                 continue
-            if kind != "message" or message.get("channel") == CONTROL.encode():
+            if kind != "message":
+                continue
+            if message.get("channel") == CONTROL.encode():
+                if message.get("data") == CATCH_UP and self._on_reconnect is not None:
+                    await self._on_reconnect()
                 continue
             origin, _, data = bytes(message["data"]).partition(b"\n")
             if origin == self.origin or self._deliver is None:
