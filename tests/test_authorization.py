@@ -62,6 +62,8 @@ ALLOWED: dict[tuple[str, str], frozenset[str]] = {
     ("POST", "/profile/password"): LOGGED_IN,
     ("GET", "/features"): EVERYONE,
     ("GET", "/moderate"): frozenset({MODERATOR, ADMIN}),
+    ("GET", "/chat"): LOGGED_IN,
+    ("POST", "/chat"): LOGGED_IN,
     ("GET", "/annotate"): frozenset({ANNOTATOR, ADMIN}),
     ("GET", "/admin/topics"): ADMINS,
     ("POST", "/admin/topics"): ADMINS,
@@ -193,6 +195,7 @@ REQUESTS: dict[tuple[str, str], Fields] = {
     ("POST", "/login"): lambda w, who: {"username": w.username(who), "password": PASSWORD},
     ("POST", "/register"): lambda w, who: {"username": unique_name("reg"), "password": PASSWORD},
     ("POST", "/profile"): lambda w, who: {"display_name": "Matrix"},
+    ("POST", "/chat"): lambda w, who: {"body": "help"},
     ("POST", "/profile/password"): lambda w, who: {
         "current_password": PASSWORD,
         "new_password": PASSWORD,

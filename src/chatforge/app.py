@@ -23,7 +23,7 @@ from chatforge.context import AppContext, build_context
 from chatforge.realtime.endpoint import websocket_endpoint
 from chatforge.settings import Settings, load_settings
 from chatforge.web.headers import SecurityHeaders
-from chatforge.web.pages import account, admin, staff, support
+from chatforge.web.pages import account, admin, chat, staff, support
 from chatforge.web.pages import bots as bot_pages
 from chatforge.web.render import build_environment
 
@@ -121,6 +121,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         bots.router,
         channels.router,
         bot_pages.router,
+        chat.router,
     ):
         app.include_router(router)
     app.add_api_websocket_route("/ws", websocket_endpoint)

@@ -18,7 +18,9 @@ from chatforge.bots.transcript import ConversationTranscript
 from chatforge.channels.base import Channel
 from chatforge.channels.facebook_messenger import FacebookMessenger
 from chatforge.channels.gateway import ChannelGateway
+from chatforge.channels.relay import ChannelRelay
 from chatforge.channels.twilio_whatsapp import TwilioWhatsApp
+from chatforge.channels.web import WebWidget
 from chatforge.realtime.broker import Broker
 from chatforge.realtime.hub import Hub
 from chatforge.realtime.redis_broker import RedisBroker
@@ -29,6 +31,7 @@ from chatforge.services.conversations import ConversationService
 from chatforge.services.coordination import Leases
 from chatforge.services.eventlog import EventHistory, EventLog
 from chatforge.services.features import FeatureService
+from chatforge.services.handoff import SupportHandoffDesk
 from chatforge.services.messages import MessageService
 from chatforge.services.presence import Presence
 from chatforge.services.support import SupportService
@@ -61,6 +64,9 @@ class AppContext:
     channels: ChannelGateway
     whatsapp: TwilioWhatsApp
     messenger: FacebookMessenger
+    handoff: SupportHandoffDesk
+    relay: ChannelRelay
+    web_chat: WebWidget
 
     async def start(self) -> None:
         if isinstance(self.broker, RedisBroker):
@@ -70,6 +76,8 @@ class AppContext:
         await self.broker.start()
 
     async def close(self) -> None:
+        # Moderators' replies still queued for a channel go out before the HTTP client closes.
+        await self.relay.close()
         await self.http.aclose()
         await self.presence.close()
         await self.broker.close()
@@ -106,6 +114,22 @@ def build_context(settings: Settings, *, limit_storage: Storage | None = None) -
     senders: dict[str, Channel] = {whatsapp.name: whatsapp, messenger.name: messenger}
     gateway = ChannelGateway(db, registry, runtime, senders)
     runtime.outbox = gateway
+    messages = MessageService(db, log)
+    support = SupportService(
+        db,
+        log,
+        presence,
+        max_active_per_moderator=settings.max_active_per_moderator,
+        claim_timeout=timedelta(seconds=settings.claim_timeout_seconds),
+        auto_assign=settings.auto_assign,
+    )
+    # B4: bots hand users over to the support queue; what moderators say there reaches the
+    # user's channel through the relay, after the commit and outside the sender's request.
+    handoff = SupportHandoffDesk(db, support, messages, topic=settings.handoff_topic)
+    runtime.handoff = handoff
+    relay = ChannelRelay(gateway)
+    messages.listen(relay.message_posted)
+    support.listen(relay.support_changed)
     return AppContext(
         settings=settings,
         db=db,
@@ -121,19 +145,15 @@ def build_context(settings: Settings, *, limit_storage: Storage | None = None) -
         topics=TopicService(db),
         features=FeatureService(db),
         conversations=ConversationService(db, replay_cap=settings.replay_cap),
-        messages=MessageService(db, log),
-        support=SupportService(
-            db,
-            log,
-            presence,
-            max_active_per_moderator=settings.max_active_per_moderator,
-            claim_timeout=timedelta(seconds=settings.claim_timeout_seconds),
-            auto_assign=settings.auto_assign,
-        ),
+        messages=messages,
+        support=support,
         http=http,
         bots=BotService(db, registry),
         bot_runtime=runtime,
         channels=gateway,
         whatsapp=whatsapp,
         messenger=messenger,
+        handoff=handoff,
+        relay=relay,
+        web_chat=WebWidget(db, registry, gateway, handoff),
     )

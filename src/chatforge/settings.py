@@ -60,6 +60,8 @@ class Settings(BaseSettings):
     challenge_quota: int = Field(default=5, ge=1)
     challenge_quota_hours: float = Field(default=24.0, gt=0)
     bot_timeout_sweep_seconds: float = Field(default=15.0, gt=0)
+    # B4: the topic of a hand-off whose bot names no active topic; created when first needed.
+    handoff_topic: str = Field(default="Mentoring", min_length=1, max_length=80)
 
     @field_validator("public_url")
     @classmethod

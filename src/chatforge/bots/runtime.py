@@ -180,12 +180,14 @@ class BotRuntime:
             bot=bot.name, user_id=user.id, channel=channel, inbound=text, outcome=outcome
         )
 
-    async def after_commit(self, reply: BotReply) -> None:
+    async def after_commit(self, reply: BotReply) -> str | None:
         """Side effects of a committed step: the hand-off.
 
-        A hand-off's notice is appended to ``reply.replies`` so the channel sends it too.
+        A hand-off's notice is appended to ``reply.replies`` so the channel sends it too, and
+        returned (it is not in the transcript, which was written before the hand-off).
         """
         handoff = reply.outcome.handoff
+        notice: str | None = None
         if handoff is not None:
             ticket = HandoffTicket(
                 bot=reply.bot,
@@ -201,6 +203,7 @@ class BotRuntime:
                 notice = NoHandoffDesk.notice
             if notice:
                 reply.outcome.replies.append(notice)
+        return notice or None
 
     async def converse(self, bot: BotDefinition, user: User, channel: str, text: str) -> BotReply:
         """One step in its own transaction, then its after-commit work (console, web)."""

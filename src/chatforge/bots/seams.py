@@ -1,11 +1,11 @@
 """Where bots meet the rest of chatforge: transcripts, hand-off to humans, outbound delivery.
 
 The runtime only talks to these small protocols. ``Transcript`` is implemented over the event
-log by :class:`chatforge.bots.transcript.ConversationTranscript`. ``HandoffDesk`` (B4) is still
-the placeholder below: nobody takes a hand-off and no conversation claims a user's channel
-messages. Its real implementation opens a pending support conversation in ``open``, finds the
-user's open hand-off in ``conversation_for`` (so their channel messages go to the moderator
-instead of the bot) and posts them with the message service in ``forward``.
+log by :class:`chatforge.bots.transcript.ConversationTranscript`. ``HandoffDesk`` (B4) by
+:class:`chatforge.services.handoff.SupportHandoffDesk`: it opens a pending support conversation
+in ``open``, finds the user's open hand-off in ``conversation_for`` (so their channel messages go
+to the moderator instead of the bot) and posts them with the message service in ``forward``.
+``NoHandoffDesk`` below is the runtime's default when it is built without one (the console, tests).
 """
 
 from __future__ import annotations

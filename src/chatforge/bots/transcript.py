@@ -85,6 +85,23 @@ async def open_bot_conversation(
     return conversation.id
 
 
+async def find_bot_conversation(session: AsyncSession, bot: str, user_id: int) -> int | None:
+    """The user's open conversation with ``bot``, without opening one."""
+    found = await session.scalar(
+        select(Conversation.id)
+        .join(User, User.id == Conversation.assignee_id)
+        .where(
+            Conversation.kind == ConversationKind.bot,
+            Conversation.owner_id == user_id,
+            User.username == bot_username(bot),
+            Conversation.status == ConversationStatus.active,
+        )
+        .order_by(Conversation.id.desc())
+        .limit(1)
+    )
+    return int(found) if found is not None else None
+
+
 def _clean(text: str) -> str:
     # The message service refuses NUL characters and over-long bodies; a transcript keeps what
     # it can rather than nothing.

@@ -4,6 +4,9 @@ For each inbound message, one write transaction claims the platform's message id
 webhook stops here), finds or creates the sender's account, and either runs the channel's bot
 or notes that the user is in a hand-off conversation. After it commits, the bot's after-commit
 work runs, or the message is forwarded to the conversation.
+
+The web chat widget comes in through :meth:`ChannelGateway.receive_from` with the signed-in
+user's own account (no channel identity) and the socket's ``client_id`` as the message id.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from chatforge.channels.base import Channel, InboundMessage
 from chatforge.channels.identity import external_id_of, normalize, user_for_identity
 from chatforge.channels.inbound import claim_inbound
 from chatforge.store.database import Database
+from chatforge.store.models import User
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +37,10 @@ class Delivery:
     user_id: int | None = None
     external_id: str | None = None
     replies: list[str] = field(default_factory=list)
+    # The hand-off's notice, when the bot passed the user to a human (also the last reply).
+    handoff_notice: str | None = None
+    # The conversation the message was forwarded to instead of the bot.
+    forwarded_to: int | None = None
 
 
 class ChannelGateway:
@@ -62,15 +70,28 @@ class ChannelGateway:
             # the loser's transaction rolled back entirely, so handling it again is safe.
             return await self._receive(message, external_id)
 
-    async def _receive(self, message: InboundMessage, external_id: str) -> Delivery:
+    async def receive_from(self, user: User, message: InboundMessage) -> Delivery:
+        """Handle a message of a signed-in ``user`` (the web widget) once per message id."""
+        return await self._receive(message, None, user.id)
+
+    async def _receive(
+        self, message: InboundMessage, external_id: str | None, user_id: int | None = None
+    ) -> Delivery:
         reply: BotReply | None = None
         conversation_id: int | None = None
         async with self.runtime.transaction() as session:
             if not await claim_inbound(session, message.channel, message.message_id):
-                return Delivery(duplicate=True, external_id=external_id)
-            user = await user_for_identity(
-                session, message.channel, external_id, message.profile_name
-            )
+                return Delivery(duplicate=True, user_id=user_id, external_id=external_id)
+            if user_id is not None:
+                found = await session.get(User, user_id)
+                if found is None:
+                    return Delivery(user_id=user_id)
+                user = found
+            else:
+                assert external_id is not None
+                user = await user_for_identity(
+                    session, message.channel, external_id, message.profile_name
+                )
             delivery = Delivery(user_id=user.id, external_id=external_id)
             if not user.is_active:
                 return delivery
@@ -85,8 +106,9 @@ class ChannelGateway:
                 message.text,
                 client_id=f"{message.channel}:{message.message_id}"[:64],
             )
+            delivery.forwarded_to = conversation_id
         elif reply is not None:
-            await self.runtime.after_commit(reply)
+            delivery.handoff_notice = await self.runtime.after_commit(reply)
             delivery.replies = list(reply.replies)
         return delivery
 

@@ -226,6 +226,18 @@ class ClientSession:
                         "duplicate": result.duplicate,
                     }
                 )
+            case protocol.BotMessage():
+                reply = await self.ctx.web_chat.send(self.user, frame.body, frame.client_id)
+                self.connection.send(
+                    {
+                        "type": "bot_ack",
+                        "client_id": frame.client_id,
+                        "conversation_id": reply.conversation_id,
+                        "duplicate": reply.duplicate,
+                        "handoff_notice": reply.handoff_notice,
+                        "support_conversation_id": reply.support_conversation_id,
+                    }
+                )
             case protocol.Typing():
                 self._require_subscribed(frame.conversation_id)
                 if frame.type == "typing_start":

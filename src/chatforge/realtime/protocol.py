@@ -35,6 +35,14 @@ class ChatMessage(Frame):
     reply_to: Annotated[int, Field(ge=1, le=2**31 - 1)] | None = None
 
 
+class BotMessage(Frame):
+    """A message to the web channel's bot (the chat widget)."""
+
+    type: Literal["bot_message"]
+    body: Annotated[str, Field(max_length=60_000)]
+    client_id: Annotated[str, Field(min_length=1, max_length=64)] | None = None
+
+
 class Typing(Frame):
     type: Literal["typing_start", "typing_stop"]
     conversation_id: ConversationId
@@ -50,7 +58,7 @@ class Ping(Frame):
 
 
 ClientFrame = Annotated[
-    Subscribe | Unsubscribe | ChatMessage | Typing | SubscribeQueue | Ping,
+    Subscribe | Unsubscribe | ChatMessage | BotMessage | Typing | SubscribeQueue | Ping,
     Field(discriminator="type"),
 ]
 CLIENT_FRAME: TypeAdapter[ClientFrame] = TypeAdapter(ClientFrame)
@@ -59,6 +67,7 @@ CLIENT_TYPES = frozenset(
         "subscribe",
         "unsubscribe",
         "chat_message",
+        "bot_message",
         "typing_start",
         "typing_stop",
         "subscribe_queue",

@@ -1,7 +1,15 @@
-"""Sending messages into any conversation: validation, idempotency, the event, the ack."""
+"""Sending messages into any conversation: validation, idempotency, the event, the ack.
+
+Code outside the domain that must learn of new messages (the channel relay that carries a
+moderator's reply to WhatsApp or Messenger) registers a listener; listeners are called after the
+commit with a :class:`PostedMessage`, never for a duplicate, and their failures are logged, not
+raised: the message is stored and acknowledged whatever a listener does.
+"""
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from sqlalchemy import select
@@ -17,6 +25,7 @@ from chatforge.store.types import utcnow
 
 BODY_MAX = 4000
 CLIENT_ID_MAX = 64
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,6 +33,25 @@ class PostResult:
     seq: int
     message_id: int
     duplicate: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class PostedMessage:
+    """A committed message and the conversation it went to, as listeners see it."""
+
+    conversation_id: int
+    kind: ConversationKind
+    channel: str
+    owner_id: int
+    sender_id: int
+    sender_name: str
+    recipient_id: int | None
+    seq: int
+    message_id: int
+    body: str
+
+
+MessageListener = Callable[[PostedMessage], Awaitable[None]]
 
 
 def check_body(body: str) -> str:
@@ -117,6 +145,11 @@ class MessageService:
     def __init__(self, db: Database, log: EventLog) -> None:
         self.db = db
         self.log = log
+        self.listeners: list[MessageListener] = []
+
+    def listen(self, listener: MessageListener) -> None:
+        """Call ``listener`` after each new message commits (a slow one delays the ack)."""
+        self.listeners.append(listener)
 
     async def post(
         self,
@@ -137,13 +170,25 @@ class MessageService:
         check_body(body)
         check_client_id(client_id)
         try:
-            return await self._post(actor, conversation_id, body, client_id, recipient_id, reply_to)
+            result, posted = await self._post(
+                actor, conversation_id, body, client_id, recipient_id, reply_to
+            )
         except IntegrityError:
             # A concurrent resend of the same client_id won the unique index: return its ack.
             original = await self._find(actor, conversation_id, client_id)
             if original is None:
                 raise
             return original
+        if posted is not None:
+            await self._tell_listeners(posted)
+        return result
+
+    async def _tell_listeners(self, posted: PostedMessage) -> None:
+        for listener in self.listeners:
+            try:
+                await listener(posted)
+            except Exception:
+                log.exception("message listener failed for message %s", posted.message_id)
 
     async def _find(
         self, actor: User, conversation_id: int, client_id: str | None
@@ -161,7 +206,7 @@ class MessageService:
         client_id: str | None,
         recipient_id: int | None,
         reply_to: int | None,
-    ) -> PostResult:
+    ) -> tuple[PostResult, PostedMessage | None]:
         async with self.log.transaction() as session:
             conversation = await session.get(Conversation, conversation_id)
             if conversation is None:
@@ -169,7 +214,7 @@ class MessageService:
             if client_id is not None:
                 earlier = await _earlier_send(session, conversation_id, actor.id, client_id)
                 if earlier is not None:
-                    return earlier
+                    return earlier, None
             await check_can_post(session, actor, conversation)
             if recipient_id is not None and conversation.kind is not ConversationKind.session:
                 raise Invalid(
@@ -214,4 +259,16 @@ class MessageService:
                 },
                 audience=None if recipient_id is None else {actor.id, recipient_id},
             )
-        return PostResult(seq=seq, message_id=message.id)
+            posted = PostedMessage(
+                conversation_id=conversation_id,
+                kind=conversation.kind,
+                channel=conversation.channel,
+                owner_id=conversation.owner_id,
+                sender_id=actor.id,
+                sender_name=actor.display_name,
+                recipient_id=recipient_id,
+                seq=seq,
+                message_id=message.id,
+                body=body,
+            )
+        return PostResult(seq=seq, message_id=message.id), posted

@@ -3,11 +3,15 @@
 Status moves one way: pending -> active -> done (-> annotated, by an annotator). A claimed
 conversation that the moderator has not answered within ``claim_timeout`` goes back to pending.
 Every change is an event in the conversation, and the moderators' queue is republished as one
-snapshot to all of them.
+snapshot to all of them. Listeners (the channel relay, which tells a WhatsApp or Messenger user
+that a moderator joined or that the conversation ended) are called after the commit; their
+failures are logged, never raised.
 """
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -37,6 +41,11 @@ from chatforge.store.types import utcnow
 
 COMMENT_MAX = 1000
 DEFAULT_WAIT_SECONDS = 120.0
+log = logging.getLogger(__name__)
+
+# Called with the conversation as it is after the change and the change's reason
+# (``claimed``, ``auto_assigned``, ``transferred``, ``ended``).
+SupportListener = Callable[[ConversationView, str], Awaitable[None]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,11 +77,27 @@ class SupportService:
         self.max_active = max_active_per_moderator
         self.claim_timeout = claim_timeout
         self.auto_assign = auto_assign
+        self.listeners: list[SupportListener] = []
 
-    async def open(self, actor: User, topic_id: int) -> OpenResult:
+    def listen(self, listener: SupportListener) -> None:
+        """Call ``listener`` after each claim, transfer and end commits."""
+        self.listeners.append(listener)
+
+    async def _changed(self, conversation_id: int, reason: str) -> ConversationView:
+        view = await self._view(conversation_id)
+        for listener in self.listeners:
+            try:
+                await listener(view, reason)
+            except Exception:
+                log.exception("support listener failed for conversation %s", conversation_id)
+        return view
+
+    async def open(self, actor: User, topic_id: int, *, channel: str = "web") -> OpenResult:
         """Start a pending conversation on an active topic (S1).
 
-        A user has at most one open conversation: asking again returns the open one.
+        ``channel`` is where the user talks: ``web``, or the channel a bot handed them over
+        from (B4), shown to moderators. A user has at most one open conversation: asking again
+        returns the open one. Raises ``NotFound`` for an unknown or inactive topic.
         """
         async with self.log.transaction() as session:
             existing = await session.scalar(
@@ -93,6 +118,7 @@ class SupportService:
                 title=topic.name,
                 topic_id=topic.id,
                 owner_id=actor.id,
+                channel=channel,
                 created_at=utcnow(),
             )
             session.add(conversation)
@@ -118,7 +144,7 @@ class SupportService:
         async with self.log.transaction() as session:
             await self._claim(session, actor, conversation_id, reason="claimed")
         await self.publish_queue()
-        return await self._view(conversation_id)
+        return await self._changed(conversation_id, "claimed")
 
     async def _claim(
         self, session: AsyncSession, moderator: User, conversation_id: int, *, reason: str
@@ -199,7 +225,7 @@ class SupportService:
                 payload={"status": "done", "ended_by": actor.id, "reason": "ended"},
             )
         await self.publish_queue()
-        return await self._view(conversation_id)
+        return await self._changed(conversation_id, "ended")
 
     async def rate(
         self, actor: User, conversation_id: int, rating: Rating, comment: str | None = None
@@ -292,7 +318,7 @@ class SupportService:
                 to_user=target.id,
             )
         await self.publish_queue()
-        return await self._view(conversation_id)
+        return await self._changed(conversation_id, "transferred")
 
     async def release_unanswered(self, now: datetime | None = None) -> list[int]:
         """Return claimed but unanswered conversations to the queue after ``claim_timeout``."""
@@ -436,6 +462,7 @@ class SupportService:
             try:
                 async with self.log.transaction() as session:
                     await self._claim(session, moderator, conversation_id, reason="auto_assigned")
+                await self._changed(conversation_id, "auto_assigned")
                 return
             except Conflict:
                 continue

@@ -51,7 +51,7 @@ class ChatSocket {
       if (frame.seq <= (this.cursors.get(id) ?? 0)) return;   // already seen
       this.cursors.set(id, frame.seq);
     }
-    if ((frame.type === "ack" || frame.type === "error") && frame.client_id) {
+    if ((frame.type === "ack" || frame.type === "bot_ack" || frame.type === "error") && frame.client_id) {
       this.unacked.delete(frame.client_id);
     }
     if (frame.type === "resync_required") {
@@ -78,6 +78,15 @@ class ChatSocket {
   send(conversationId, body, extra = {}) {
     const clientId = newClientId();
     const frame = { type: "chat_message", conversation_id: conversationId, body, client_id: clientId, ...extra };
+    this.unacked.set(clientId, frame);
+    this.raw(frame);
+    return clientId;
+  }
+
+  // A message to the web channel's bot (the chat widget); answered by `bot_ack`.
+  sendToBot(body) {
+    const clientId = newClientId();
+    const frame = { type: "bot_message", body, client_id: clientId };
     this.unacked.set(clientId, frame);
     this.raw(frame);
     return clientId;
