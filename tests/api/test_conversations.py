@@ -5,7 +5,10 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+from fastapi.testclient import TestClient
 
+from chatforge.app import create_app
+from chatforge.settings import Settings
 from chatforge.store.models import Role, User
 from chatforge.store.types import utcnow
 from tests.conftest import Api
@@ -302,3 +305,25 @@ def test_events_page_through_history(api: Api, topic_id: int) -> None:
         ).status_code
         == 422
     )
+
+
+def test_auto_assignment_picks_the_least_busy_online_moderator(settings: Settings) -> None:
+    settings.auto_assign = True
+    settings.max_active_per_moderator = 2
+    with TestClient(create_app(settings), base_url="http://testserver") as client:
+        api = Api(client)
+        admin = api.user(Role.admin)
+        topic = client.post("/api/topics", json={"name": "Auto"}, headers=api.auth(admin)).json()
+        busy, idle, offline = (api.user(Role.moderator) for _ in range(3))
+        for moderator in (busy, idle):
+            api.call(api.ctx.presence.connected, moderator.id, Role.moderator)
+        holders = []
+        for expected in ([1, 0], [1, 1], [2, 1], [2, 2]):
+            opened = open_as(api, api.user(), topic["id"])
+            assert opened["status"] == "active"
+            holders.append(opened["assignee_id"])
+            # The least busy one gets each new conversation, so the load stays even.
+            assert sorted((holders.count(m.id) for m in (busy, idle)), reverse=True) == expected
+        assert offline.id not in holders
+        # Both online moderators are full now: the next one waits in the queue.
+        assert open_as(api, api.user(), topic["id"])["status"] == "pending"
