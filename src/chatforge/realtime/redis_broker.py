@@ -157,7 +157,7 @@ class RedisBroker(Broker):
                         await self._pubsub.aclose()  # type: ignore[no-untyped-call]
                     self._pubsub = None
                 await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
+                delay = min(delay * 2, 2.0)
 
     async def _pump(self, pubsub: PubSub) -> None:
         loop = asyncio.get_running_loop()
