@@ -159,7 +159,7 @@ class World:
         if who == USER and caller is not None:
             # One open conversation per user: finish the caller's previous one first.
             for view in api.call(ctx.conversations.visible, caller):
-                if view.status.value in {"pending", "active"}:
+                if view.kind.value == "support" and view.status.value in {"pending", "active"}:
                     api.call(ctx.support.end, caller, view.id)
         topic = self.new_topic_id()
         conversation_id = api.call(ctx.support.open, owner, topic).conversation.id

@@ -33,16 +33,7 @@ class Backends:
 def build_backends(settings: Settings) -> Backends:
     if not settings.redis_url:
         return Backends(MemoryBroker(), MemoryPresence(), MemoryStorage(), LocalLeases())
-    # Short socket timeouts: a Redis that stops answering must not stall requests; the broker
-    # notices and reconnects, and everything durable is in the database anyway.
-    redis = Redis.from_url(
-        settings.redis_url,
-        socket_timeout=2,
-        socket_connect_timeout=2,
-        # A pooled connection that died with a restarted Redis fails once; try a fresh one.
-        retry=Retry(ExponentialBackoff(cap=0.2, base=0.02), 2),
-        retry_on_error=[RedisConnectionError],
-    )
+    redis = redis_client(settings.redis_url)
     return Backends(
         broker=RedisBroker(redis),
         presence=RedisPresence(redis),
@@ -51,6 +42,22 @@ def build_backends(settings: Settings) -> Backends:
         ),
         leases=RedisLeases(redis),
         redis=redis,
+    )
+
+
+def redis_client(url: str) -> Redis:
+    """A Redis client that fails fast.
+
+    Short socket timeouts and few, quick retries: a Redis that stops answering must not stall
+    requests (the broker notices and reconnects, and everything durable is in the database),
+    while a pooled connection that died with a restarted Redis gets one fresh try.
+    """
+    return Redis.from_url(
+        url,
+        socket_timeout=2,
+        socket_connect_timeout=2,
+        retry=Retry(ExponentialBackoff(cap=0.2, base=0.02), 2),
+        retry_on_error=[RedisConnectionError],
     )
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from redis.asyncio import Redis
 
+from chatforge.backends import redis_client
 from chatforge.realtime.broker import Broker, MemoryBroker
 from chatforge.realtime.envelope import Envelope
 from chatforge.realtime.redis_broker import RedisBroker
@@ -128,9 +129,7 @@ async def test_the_publishing_process_gets_its_own_envelope_once(
 
 async def test_redis_broker_reconnects_and_asks_to_catch_up(redis: RedisServer) -> None:
     inbox = Inbox()
-    broker = RedisBroker(
-        Redis.from_url(redis.url, socket_timeout=1, socket_connect_timeout=1), reconnect_delay=0.1
-    )
+    broker = RedisBroker(redis_client(redis.url), reconnect_delay=0.1)
     caught_up = asyncio.Event()
 
     async def catch_up() -> None:
@@ -163,9 +162,7 @@ async def test_redis_broker_reconnects_and_asks_to_catch_up(redis: RedisServer) 
 
 
 async def test_redis_broker_notices_a_frozen_server(redis: RedisServer) -> None:
-    broker = RedisBroker(
-        Redis.from_url(redis.url, socket_timeout=1, socket_connect_timeout=1), reconnect_delay=0.1
-    )
+    broker = RedisBroker(redis_client(redis.url), reconnect_delay=0.1)
     await started(broker, Inbox())
     try:
         redis.freeze()

@@ -121,7 +121,7 @@ class RedisBroker(Broker):
                     PREFIX + envelope.topic, self.origin + b"\n" + envelope.encode()
                 )
                 if dropped:
-                    await self.redis.publish(CONTROL, CATCH_UP)
+                    await self.redis.publish(CONTROL, CATCH_UP + b" " + self.origin)
                     dropped = False
             except (RedisError, OSError, TimeoutError) as exc:
                 # Health is the listener's to judge (it pings); a failed publish only means
@@ -142,7 +142,7 @@ class RedisBroker(Broker):
                 if first:
                     # A process restarting after a crash may have committed events it never
                     # published: have everyone look.
-                    await self.redis.publish(CONTROL, CATCH_UP)
+                    await self.redis.publish(CONTROL, CATCH_UP + b" " + self.origin)
                 else:
                     await self._catch_up()
                 first = False
@@ -180,7 +180,8 @@ class RedisBroker(Broker):
             if kind != "message":
                 continue
             if message.get("channel") == CONTROL.encode():
-                if message.get("data") == CATCH_UP:
+                word, _, sender = bytes(message.get("data") or b"").partition(b" ")
+                if word == CATCH_UP and sender != self.origin:
                     await self._catch_up()
                 continue
             origin, _, data = bytes(message["data"]).partition(b"\n")

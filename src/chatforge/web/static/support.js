@@ -31,6 +31,10 @@ function bindChat(chat, socket) {
   const position = document.getElementById("queue-position");
   const composer = document.getElementById("composer");
   const typists = new Map();
+  let leaving = false;   // a form (end, rating, transfer) is taking this page elsewhere
+  document.addEventListener("submit", (event) => {
+    if (event.target !== composer) leaving = true;
+  });
 
   const showTyping = () => {
     const names = [...typists.values()];
@@ -77,7 +81,7 @@ function bindChat(chat, socket) {
         }
         break;
       case "conversation_updated":
-        if (frame.status !== chat.dataset.status) {
+        if (frame.status !== chat.dataset.status && !leaving) {
           chat.dataset.status = frame.status;
           status.textContent = frame.status;
           // Claimed, ended or handed over: the page's forms change, so show the fresh page.
