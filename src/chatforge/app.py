@@ -16,7 +16,17 @@ from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from chatforge import __version__
-from chatforge.api import auth, bots, channels, conversations, features, ops, topics, users
+from chatforge.api import (
+    auth,
+    bots,
+    channels,
+    conversations,
+    features,
+    ops,
+    topics,
+    users,
+)
+from chatforge.api import sessions as session_api
 from chatforge.api.errors import install_error_handlers
 from chatforge.context import AppContext, build_context
 from chatforge.realtime.endpoint import websocket_endpoint
@@ -81,6 +91,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         features.router,
         ops.router,
         conversations.router,
+        session_api.router,
         account.router,
         admin.router,
         staff.router,

@@ -25,9 +25,17 @@ from chatforge.services.accounts import AccountService
 from chatforge.services.bots import BotService
 from chatforge.services.conversations import ConversationService
 from chatforge.services.eventlog import EventHistory, EventLog
+from chatforge.services.exports import ExportService
 from chatforge.services.features import FeatureService
+from chatforge.services.hands import HandService
 from chatforge.services.messages import MessageService
+from chatforge.services.moderation import ModerationService
 from chatforge.services.presence import MemoryPresence, Presence
+from chatforge.services.profanity import ProfanityFilter
+from chatforge.services.ratelimits import LimitsRateLimits, rule
+from chatforge.services.reactions import ReactionService
+from chatforge.services.room_rules import RoomRules
+from chatforge.services.sessions import SessionService
 from chatforge.services.support import SupportService
 from chatforge.services.topics import TopicService
 from chatforge.settings import Settings
@@ -56,6 +64,11 @@ class AppContext:
     channels: ChannelGateway
     whatsapp: TwilioWhatsApp
     messenger: FacebookMessenger
+    sessions: SessionService
+    moderation: ModerationService
+    reactions: ReactionService
+    hands: HandService
+    exports: ExportService
 
     async def start(self) -> None:
         await self.broker.start()
@@ -69,8 +82,11 @@ class AppContext:
 def build_context(settings: Settings, *, limit_storage: Storage | None = None) -> AppContext:
     settings.check()
     db = Database(settings.resolved_database_url, busy_timeout_ms=settings.sqlite_busy_timeout_ms)
+    # One counter store for every limit (logins, room messages, reactions): memory in one
+    # process, a shared ``limits`` storage such as Redis when several processes serve rooms.
+    storage = limit_storage or MemoryStorage()
     throttle = LoginThrottle(
-        limit_storage or MemoryStorage(),
+        storage,
         per_username=settings.login_failures_per_username,
         per_ip=settings.login_failures_per_ip,
         window_minutes=settings.login_window_minutes,
@@ -89,6 +105,10 @@ def build_context(settings: Settings, *, limit_storage: Storage | None = None) -
     senders: dict[str, Channel] = {whatsapp.name: whatsapp, messenger.name: messenger}
     gateway = ChannelGateway(db, registry, runtime, senders)
     runtime.outbox = gateway
+    rate_limits = LimitsRateLimits(storage)
+    rooms = RoomRules(
+        rate_limits, ProfanityFilter(), message_rule=rule(settings.session_message_rate)
+    )
     return AppContext(
         settings=settings,
         db=db,
@@ -102,7 +122,7 @@ def build_context(settings: Settings, *, limit_storage: Storage | None = None) -
         topics=TopicService(db),
         features=FeatureService(db),
         conversations=ConversationService(db, replay_cap=settings.replay_cap),
-        messages=MessageService(db, log),
+        messages=MessageService(db, log, rooms),
         support=SupportService(
             db,
             log,
@@ -117,4 +137,9 @@ def build_context(settings: Settings, *, limit_storage: Storage | None = None) -
         channels=gateway,
         whatsapp=whatsapp,
         messenger=messenger,
+        sessions=SessionService(db, log),
+        moderation=ModerationService(db, log),
+        reactions=ReactionService(db, log, rate_limits, rule=rule(settings.session_reaction_rate)),
+        hands=HandService(db, log),
+        exports=ExportService(db),
     )

@@ -9,8 +9,9 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from chatforge.errors import Invalid, NotFound
-from chatforge.services.access import check_can_post
+from chatforge.services.access import check_can_post, is_instructor
 from chatforge.services.eventlog import EventLog
+from chatforge.services.room_rules import Admission, RoomRules
 from chatforge.store.database import Database
 from chatforge.store.models import Conversation, ConversationKind, Message, User
 from chatforge.store.types import utcnow
@@ -114,9 +115,11 @@ async def append_message(
 
 
 class MessageService:
-    def __init__(self, db: Database, log: EventLog) -> None:
+    def __init__(self, db: Database, log: EventLog, rooms: RoomRules | None = None) -> None:
         self.db = db
         self.log = log
+        # The extra rules of live session rooms; support and bot conversations have none.
+        self.rooms = rooms
 
     async def post(
         self,
@@ -132,6 +135,9 @@ class MessageService:
 
         Sending again with the same ``client_id`` returns the first result and stores nothing:
         clients resend unacknowledged messages after a reconnect without creating duplicates.
+        In live sessions the room rules apply too (``room_rules.py``): ``Muted`` and
+        ``RateLimited`` refuse the send, the text is stored censored, and a private message is
+        seen only by the two people and the session's instructors.
         Raises ``Invalid`` (bad body, ids), ``NotFound``, ``Forbidden`` and ``Conflict`` (closed).
         """
         check_body(body)
@@ -177,11 +183,19 @@ class MessageService:
                 )
             if reply_to is not None:
                 parent = await session.get(Message, reply_to)
-                if parent is None or parent.conversation_id != conversation_id:
+                if (
+                    parent is None
+                    or parent.conversation_id != conversation_id
+                    or not await _may_see(session, actor, conversation, parent)
+                ):
                     raise Invalid(
                         "reply_to must name a message of this conversation.",
                         code="invalid_reply_to",
                     )
+            admission: Admission | None = None
+            if conversation.kind is ConversationKind.session and self.rooms is not None:
+                admission = await self.rooms.admit(session, actor, conversation, body, recipient_id)
+                body = admission.body
             seq = await self.log.next_seq(session, conversation_id)
             message = Message(
                 conversation_id=conversation_id,
@@ -211,7 +225,28 @@ class MessageService:
                     "client_id": client_id,
                     "recipient_id": recipient_id,
                     "reply_to": reply_to,
+                    **({"censored": True} if admission and admission.violated else {}),
                 },
-                audience=None if recipient_id is None else {actor.id, recipient_id},
+                audience=_audience(actor, recipient_id, admission),
             )
+            if admission is not None and self.rooms is not None:
+                await self.rooms.after_post(
+                    self.log, session, actor, conversation, message, admission
+                )
         return PostResult(seq=seq, message_id=message.id)
+
+
+def _audience(
+    actor: User, recipient_id: int | None, admission: Admission | None
+) -> set[int] | None:
+    if admission is not None:
+        return None if admission.audience is None else set(admission.audience)
+    return None if recipient_id is None else {actor.id, recipient_id}
+
+
+async def _may_see(
+    session: AsyncSession, actor: User, conversation: Conversation, message: Message
+) -> bool:
+    if message.recipient_id is None or actor.id in (message.sender_id, message.recipient_id):
+        return True
+    return await is_instructor(session, actor, conversation)
