@@ -32,7 +32,7 @@ from chatforge.context import AppContext, build_context
 from chatforge.realtime.endpoint import websocket_endpoint
 from chatforge.settings import Settings, load_settings
 from chatforge.web.headers import SecurityHeaders
-from chatforge.web.pages import account, admin, staff, support
+from chatforge.web.pages import account, admin, sessions, staff, support
 from chatforge.web.pages import bots as bot_pages
 from chatforge.web.render import build_environment
 
@@ -96,6 +96,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         admin.router,
         staff.router,
         support.router,
+        sessions.router,
         bots.router,
         channels.router,
         bot_pages.router,
