@@ -6,11 +6,12 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 import httpx
-from limits.aio.storage import MemoryStorage, Storage
+from limits.aio.storage import Storage
 
 from chatforge.auth.passwords import PasswordHasher
 from chatforge.auth.throttle import LoginThrottle
 from chatforge.auth.tokens import TokenSigner
+from chatforge.backends import build_backends
 from chatforge.bots.registry import BotRegistry
 from chatforge.bots.runtime import BotRuntime
 from chatforge.bots.transcript import ConversationTranscript
@@ -18,19 +19,21 @@ from chatforge.channels.base import Channel
 from chatforge.channels.facebook_messenger import FacebookMessenger
 from chatforge.channels.gateway import ChannelGateway
 from chatforge.channels.twilio_whatsapp import TwilioWhatsApp
-from chatforge.realtime.broker import Broker, MemoryBroker
+from chatforge.realtime.broker import Broker
 from chatforge.realtime.hub import Hub
+from chatforge.realtime.redis_broker import RedisBroker
 from chatforge.realtime.typing import TypingTracker
 from chatforge.services.accounts import AccountService
 from chatforge.services.bots import BotService
 from chatforge.services.conversations import ConversationService
+from chatforge.services.coordination import Leases
 from chatforge.services.eventlog import EventHistory, EventLog
 from chatforge.services.exports import ExportService
 from chatforge.services.features import FeatureService
 from chatforge.services.hands import HandService
 from chatforge.services.messages import MessageService
 from chatforge.services.moderation import ModerationService
-from chatforge.services.presence import MemoryPresence, Presence
+from chatforge.services.presence import Presence
 from chatforge.services.profanity import ProfanityFilter
 from chatforge.services.ratelimits import LimitsRateLimits, rule
 from chatforge.services.reactions import ReactionService
@@ -50,6 +53,8 @@ class AppContext:
     broker: Broker
     hub: Hub
     presence: Presence
+    leases: Leases
+    limits: Storage
     typing: TypingTracker
     log: EventLog
     accounts: AccountService
@@ -71,28 +76,40 @@ class AppContext:
     exports: ExportService
 
     async def start(self) -> None:
+        if isinstance(self.broker, RedisBroker):
+            # Envelopes published while Redis was away never arrive: read them back.
+            self.broker.on_reconnect(self.hub.catch_up)
+        await self.presence.start()
         await self.broker.start()
 
     async def close(self) -> None:
         await self.http.aclose()
+        await self.presence.close()
         await self.broker.close()
         await self.db.dispose()
+
+    @property
+    def health(self) -> dict[str, str]:
+        """What /healthz reports besides the database."""
+        if not self.settings.redis_url:
+            return {"broker": "memory"}
+        return {"broker": "ok" if self.broker.healthy else "unavailable"}
 
 
 def build_context(settings: Settings, *, limit_storage: Storage | None = None) -> AppContext:
     settings.check()
     db = Database(settings.resolved_database_url, busy_timeout_ms=settings.sqlite_busy_timeout_ms)
+    backends = build_backends(settings)
     # One counter store for every limit (logins, room messages, reactions): memory in one
-    # process, a shared ``limits`` storage such as Redis when several processes serve rooms.
-    storage = limit_storage or MemoryStorage()
+    # process, Redis when several processes serve the same rooms.
+    storage = limit_storage or backends.limits
     throttle = LoginThrottle(
         storage,
         per_username=settings.login_failures_per_username,
         per_ip=settings.login_failures_per_ip,
         window_minutes=settings.login_window_minutes,
     )
-    broker: Broker = MemoryBroker()
-    presence: Presence = MemoryPresence()
+    broker, presence = backends.broker, backends.presence
     log = EventLog(db, broker)
     # One client for every outbound platform call, so connections are reused across requests.
     http = httpx.AsyncClient(timeout=httpx.Timeout(10.0, connect=5.0))
@@ -116,6 +133,8 @@ def build_context(settings: Settings, *, limit_storage: Storage | None = None) -
         broker=broker,
         hub=Hub(broker, EventHistory(db)),
         presence=presence,
+        leases=backends.leases,
+        limits=backends.limits,
         typing=TypingTracker(broker, settings.typing_ttl_seconds),
         log=log,
         accounts=AccountService(db, PasswordHasher(), throttle),
