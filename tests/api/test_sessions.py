@@ -10,10 +10,10 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select, update
+from sqlalchemy import select, update
 
 from chatforge.store.models import AuditRecord, Event, Message, Role, User
-from chatforge.store.session_models import Mute
+from chatforge.store.session_models import Mute, ProfanityStrike
 from chatforge.store.types import utcnow
 from tests.conftest import Api
 
@@ -405,8 +405,6 @@ def test_profanity_is_censored_and_three_strikes_mute_for_15_minutes(api: Api, r
 
 
 def test_strikes_older_than_an_hour_do_not_count(api: Api, room: Room) -> None:
-    from chatforge.store.session_models import ProfanityStrike
-
     send(api, room, room.alice, "shit")
     send(api, room, room.alice, "shit again")
 
@@ -478,9 +476,4 @@ def test_support_conversations_keep_their_rules(api: Api) -> None:
         m["body"]
         for m in api.client.get(f"/api/conversations/{cid}/messages", headers=api.auth(user)).json()
     ]
-    assert bodies[0] == "shit 0"
-
-    async def count(session: Any) -> int:
-        return int(await session.scalar(select(func.count()).select_from(AuditRecord)) or 0)
-
-    assert run(api, count) >= 0
+    assert bodies == [f"shit {n}" for n in range(7)]
