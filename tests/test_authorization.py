@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -29,7 +30,10 @@ LOGGED_IN = frozenset({USER, MODERATOR, ANNOTATOR, ADMIN})
 ADMINS = frozenset({ADMIN})
 STAFF = frozenset({MODERATOR, ADMIN})
 READERS = frozenset({USER, MODERATOR, ADMIN})  # the owner, the assignee, admins
-SPEAKERS = frozenset({USER, MODERATOR})  # only the two people in the conversation write in it
+SPEAKERS = frozenset({USER, MODERATOR})
+INSTRUCTORS = (
+    STAFF  # of the session room in question  # only the two people in the conversation write in it
+)
 
 ALLOWED: dict[tuple[str, str], frozenset[str]] = {
     # -- REST API ---------------------------------------------------------------------------
@@ -50,6 +54,25 @@ ALLOWED: dict[tuple[str, str], frozenset[str]] = {
     ("PUT", "/api/features/{role}"): ADMINS,
     ("GET", "/healthz"): EVERYONE,
     ("GET", "/metrics"): EVERYONE,
+    # Live sessions: the world makes a moderator or admin caller the room's instructor and
+    # anyone else logged in a member of it (see World.session_room); tests/api/test_sessions.py
+    # covers the room rules in depth.
+    ("POST", "/api/sessions"): frozenset({MODERATOR, ADMIN}),
+    ("GET", "/api/sessions/{conversation_id}"): LOGGED_IN,
+    ("POST", "/api/sessions/{conversation_id}/join"): LOGGED_IN,
+    ("POST", "/api/sessions/{conversation_id}/leave"): LOGGED_IN,
+    ("PUT", "/api/conversations/{conversation_id}/slow-mode"): INSTRUCTORS,
+    ("DELETE", "/api/conversations/{conversation_id}/messages/{message_id}"): INSTRUCTORS,
+    ("POST", "/api/conversations/{conversation_id}/messages/{message_id}/reactions"): LOGGED_IN,
+    ("DELETE", "/api/conversations/{conversation_id}/messages/{message_id}/reactions"): LOGGED_IN,
+    ("GET", "/api/conversations/{conversation_id}/hands"): LOGGED_IN,
+    ("POST", "/api/conversations/{conversation_id}/hands"): LOGGED_IN,
+    ("DELETE", "/api/conversations/{conversation_id}/hands"): LOGGED_IN,
+    ("POST", "/api/conversations/{conversation_id}/hands/{user_id}/acknowledge"): INSTRUCTORS,
+    ("GET", "/api/conversations/{conversation_id}/mutes"): INSTRUCTORS,
+    ("POST", "/api/conversations/{conversation_id}/mutes"): INSTRUCTORS,
+    ("DELETE", "/api/conversations/{conversation_id}/mutes/{user_id}"): INSTRUCTORS,
+    ("GET", "/api/conversations/{conversation_id}/export"): LOGGED_IN,
     # -- pages --------------------------------------------------------------------------------
     ("GET", "/"): EVERYONE,
     ("GET", "/login"): EVERYONE,
@@ -64,6 +87,12 @@ ALLOWED: dict[tuple[str, str], frozenset[str]] = {
     ("GET", "/moderate"): frozenset({MODERATOR, ADMIN}),
     ("GET", "/chat"): LOGGED_IN,
     ("POST", "/chat"): LOGGED_IN,
+    ("GET", "/sessions"): LOGGED_IN,
+    ("POST", "/sessions"): frozenset({MODERATOR, ADMIN}),
+    ("GET", "/sessions/{conversation_id}"): LOGGED_IN,
+    ("POST", "/sessions/{conversation_id}/join"): LOGGED_IN,
+    ("POST", "/sessions/{conversation_id}/leave"): LOGGED_IN,
+    ("POST", "/sessions/{conversation_id}/messages"): LOGGED_IN,
     ("GET", "/annotate"): frozenset({ANNOTATOR, ADMIN}),
     ("GET", "/admin/topics"): ADMINS,
     ("POST", "/admin/topics"): ADMINS,
@@ -147,6 +176,29 @@ class World:
         """Someone other than whoever holds the conversation the caller transfers."""
         return self.helper if who == MODERATOR else self.actors[MODERATOR]
 
+    def session_room(self, who: str) -> tuple[int, int]:
+        """A fresh live session and a message in it: (conversation id, message id).
+
+        A moderator or admin caller is its instructor; anyone else logged in has joined it.
+        """
+        api, ctx = self.api, self.api.ctx
+        caller = self.actors.get(who)
+        instructor = caller if who in STAFF and caller else self.helper
+        room = api.call(ctx.sessions.create, instructor, "Matrix room", None).id
+        api.call(ctx.sessions.join, self.target, room)
+        if caller is not None and caller is not instructor:
+            api.call(ctx.sessions.join, caller, room)
+        posted = api.call(ctx.messages.post, self.target, room, "hello room")
+        # The target has a hand up and is muted, so acknowledging and unmuting have work to do.
+        api.call(ctx.hands.raise_hand, self.target, room)
+        api.call(
+            functools.partial(ctx.moderation.mute, duration_minutes=60, reason="matrix"),
+            instructor,
+            room,
+            self.target.id,
+        )
+        return room, posted.message_id
+
     def conversation(self, method: str, template: str, who: str) -> int:
         """A fresh support conversation in the state the route needs.
 
@@ -212,6 +264,20 @@ REQUESTS: dict[tuple[str, str], Fields] = {
         "moderator_id": str(w.transfer_target(who).id)
     },
     ("POST", "/support/start"): lambda w, who: {"topic_id": str(w.new_topic_id())},
+    ("POST", "/api/sessions"): lambda w, who: {"title": "Matrix class"},
+    ("POST", "/sessions"): lambda w, who: {"title": "Matrix class"},
+    ("PUT", "/api/conversations/{conversation_id}/slow-mode"): lambda w, who: {"seconds": 5},
+    ("POST", "/api/conversations/{conversation_id}/messages/{message_id}/reactions"): (
+        lambda w, who: {"emoji": "👍"}
+    ),
+    ("DELETE", "/api/conversations/{conversation_id}/messages/{message_id}/reactions"): (
+        lambda w, who: {"emoji": "👍"}
+    ),
+    ("POST", "/api/conversations/{conversation_id}/mutes"): lambda w, who: {
+        "user_id": w.target.id,
+        "duration_minutes": 5,
+    },
+    ("POST", "/sessions/{conversation_id}/messages"): lambda w, who: {"body": "hi room"},
     ("POST", "/support/conversations/{conversation_id}/messages"): lambda w, who: {"body": "hi"},
     ("POST", "/support/conversations/{conversation_id}/rating"): lambda w, who: {"rating": "poor"},
     ("POST", "/support/conversations/{conversation_id}/transfer"): lambda w, who: {
@@ -220,6 +286,14 @@ REQUESTS: dict[tuple[str, str], Fields] = {
     ("POST", "/admin/users/{user_id}/password"): lambda w, who: {"password": PASSWORD},
     ("POST", "/admin/features"): lambda w, who: {"text_user": "What users do."},
 }
+
+
+SESSION_ACTIONS = ("/slow-mode", "/messages/{message_id}", "/hands", "/mutes", "/export")
+
+
+def is_session_route(template: str) -> bool:
+    """Routes about a live session room (some share the /api/conversations prefix)."""
+    return "/sessions/" in template or any(action in template for action in SESSION_ACTIONS)
 
 
 def is_api(path: str) -> bool:
@@ -247,7 +321,10 @@ def call(
     path = template
     if "{topic_id}" in path:
         path = path.replace("{topic_id}", str(world.new_topic_id()))
-    if "{conversation_id}" in path:
+    if "{conversation_id}" in path and is_session_route(template):
+        room, message = world.session_room(who)
+        path = path.replace("{conversation_id}", str(room)).replace("{message_id}", str(message))
+    elif "{conversation_id}" in path:
         path = path.replace("{conversation_id}", str(world.conversation(method, template, who)))
     path = path.replace("{user_id}", str(world.target.id)).replace("{role}", "user")
     path = path.replace("{name}", "challenge")
@@ -260,8 +337,9 @@ def call(
     api.client.cookies.clear()
     if is_api(template):
         headers = {"Authorization": f"Bearer {token}"} if token else {}
-        body = fields if method not in {"GET", "DELETE"} else None
-        return api.client.request(method, path, json=body, headers=headers)
+        if method in {"GET", "DELETE"}:
+            return api.client.request(method, path, params=fields, headers=headers)
+        return api.client.request(method, path, json=fields, headers=headers)
     raw_csrf, csrf_field = csrf
     api.client.cookies.set(CSRF_COOKIE, raw_csrf)
     if token:

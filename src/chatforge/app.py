@@ -17,13 +17,23 @@ from fastapi.staticfiles import StaticFiles
 from starlette.types import ASGIApp
 
 from chatforge import __version__
-from chatforge.api import auth, bots, channels, conversations, features, ops, topics, users
+from chatforge.api import (
+    auth,
+    bots,
+    channels,
+    conversations,
+    features,
+    ops,
+    topics,
+    users,
+)
+from chatforge.api import sessions as session_api
 from chatforge.api.errors import install_error_handlers
 from chatforge.context import AppContext, build_context
 from chatforge.realtime.endpoint import websocket_endpoint
 from chatforge.settings import Settings, load_settings
 from chatforge.web.headers import SecurityHeaders
-from chatforge.web.pages import account, admin, chat, staff, support
+from chatforge.web.pages import account, admin, chat, sessions, staff, support
 from chatforge.web.pages import bots as bot_pages
 from chatforge.web.render import build_environment
 
@@ -114,10 +124,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         features.router,
         ops.router,
         conversations.router,
+        session_api.router,
         account.router,
         admin.router,
         staff.router,
         support.router,
+        sessions.router,
         bots.router,
         channels.router,
         bot_pages.router,

@@ -30,10 +30,18 @@ from chatforge.services.bots import BotService
 from chatforge.services.conversations import ConversationService
 from chatforge.services.coordination import Leases
 from chatforge.services.eventlog import EventHistory, EventLog
+from chatforge.services.exports import ExportService
 from chatforge.services.features import FeatureService
 from chatforge.services.handoff import SupportHandoffDesk
+from chatforge.services.hands import HandService
 from chatforge.services.messages import MessageService
+from chatforge.services.moderation import ModerationService
 from chatforge.services.presence import Presence
+from chatforge.services.profanity import ProfanityFilter
+from chatforge.services.ratelimits import LimitsRateLimits, rule
+from chatforge.services.reactions import ReactionService
+from chatforge.services.room_rules import RoomRules
+from chatforge.services.sessions import SessionService
 from chatforge.services.support import SupportService
 from chatforge.services.topics import TopicService
 from chatforge.settings import Settings
@@ -67,6 +75,11 @@ class AppContext:
     handoff: SupportHandoffDesk
     relay: ChannelRelay
     web_chat: WebWidget
+    sessions: SessionService
+    moderation: ModerationService
+    reactions: ReactionService
+    hands: HandService
+    exports: ExportService
 
     async def start(self) -> None:
         if isinstance(self.broker, RedisBroker):
@@ -95,8 +108,11 @@ def build_context(settings: Settings, *, limit_storage: Storage | None = None) -
     settings.check()
     db = Database(settings.resolved_database_url, busy_timeout_ms=settings.sqlite_busy_timeout_ms)
     backends = build_backends(settings)
+    # One counter store for every limit (logins, room messages, reactions): memory in one
+    # process, Redis when several processes serve the same rooms.
+    storage = limit_storage or backends.limits
     throttle = LoginThrottle(
-        limit_storage or backends.limits,
+        storage,
         per_username=settings.login_failures_per_username,
         per_ip=settings.login_failures_per_ip,
         window_minutes=settings.login_window_minutes,
@@ -114,7 +130,11 @@ def build_context(settings: Settings, *, limit_storage: Storage | None = None) -
     senders: dict[str, Channel] = {whatsapp.name: whatsapp, messenger.name: messenger}
     gateway = ChannelGateway(db, registry, runtime, senders)
     runtime.outbox = gateway
-    messages = MessageService(db, log)
+    rate_limits = LimitsRateLimits(storage)
+    rooms = RoomRules(
+        rate_limits, ProfanityFilter(), message_rule=rule(settings.session_message_rate)
+    )
+    messages = MessageService(db, log, rooms)
     support = SupportService(
         db,
         log,
@@ -156,4 +176,9 @@ def build_context(settings: Settings, *, limit_storage: Storage | None = None) -
         handoff=handoff,
         relay=relay,
         web_chat=WebWidget(db, registry, gateway, handoff),
+        sessions=SessionService(db, log),
+        moderation=ModerationService(db, log),
+        reactions=ReactionService(db, log, rate_limits, rule=rule(settings.session_reaction_rate)),
+        hands=HandService(db, log),
+        exports=ExportService(db),
     )

@@ -7,6 +7,7 @@ frames). Each carries a stable machine-readable ``code``::
     ChatforgeError
     ├── Unauthenticated   401  who you are is unknown or no longer valid
     ├── Forbidden         403  you may not do this
+    │   └── Muted         403  you are muted in this room; ``retry_after`` None if for good
     ├── NotFound          404  no such thing (or you may not know it exists)
     ├── Conflict          409  the current state does not allow it
     ├── Invalid           422  the input is wrong
@@ -34,6 +35,14 @@ class Unauthenticated(ChatforgeError):
 class Forbidden(ChatforgeError):
     status = 403
     default_code = "forbidden"
+
+
+class Muted(Forbidden):
+    default_code = "muted"
+
+    def __init__(self, message: str, *, retry_after: int | None) -> None:
+        super().__init__(message)
+        self.retry_after = None if retry_after is None else max(1, retry_after)
 
 
 class NotFound(ChatforgeError):

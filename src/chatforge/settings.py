@@ -12,6 +12,7 @@ from functools import cached_property
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from limits import parse
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -42,6 +43,9 @@ class Settings(BaseSettings):
     typing_ttl_seconds: float = Field(default=5.0, gt=0)
     catch_up_seconds: float = Field(default=5.0, gt=0)
     sqlite_busy_timeout_ms: int = Field(default=5000, ge=0)
+    # Live sessions (L9), in the ``limits`` notation; instructors are exempt.
+    session_message_rate: str = "5/10 seconds"
+    session_reaction_rate: str = "10/minute"
 
     twilio_account_sid: str = ""
     twilio_auth_token: str = ""
@@ -72,6 +76,15 @@ class Settings(BaseSettings):
                 "CHATFORGE_PUBLIC_URL must be an http(s) URL such as https://chat.example.org"
             )
         return value.rstrip("/")
+
+    @field_validator("session_message_rate", "session_reaction_rate")
+    @classmethod
+    def _is_rate(cls, value: str) -> str:
+        try:
+            parse(value)
+        except ValueError as exc:
+            raise ValueError(f"a rate such as '5/10 seconds' or '10/minute': {exc}") from exc
+        return value
 
     @field_validator("channel_bots")
     @classmethod

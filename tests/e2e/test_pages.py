@@ -39,7 +39,7 @@ def test_register_then_log_in_shows_the_users_navigation(page: Page) -> None:
 
     log_in(page, username)
 
-    assert nav_links(page) == ["Home", "Support", "Features", "Profile"]
+    assert nav_links(page) == ["Home", "Support", "Sessions", "Features", "Profile"]
     expect(page.get_by_test_id("who")).to_contain_text("Ada Reader")
     expect(page.get_by_role("link", name="Topics")).to_have_count(0)
     expect(page.get_by_role("link", name="Users")).to_have_count(0)
@@ -113,7 +113,14 @@ def test_promotion_shows_the_support_queue_after_reload(
 
     user_page.reload()
 
-    assert nav_links(user_page) == ["Home", "Support queue", "Bots", "Features", "Profile"]
+    assert nav_links(user_page) == [
+        "Home",
+        "Support queue",
+        "Sessions",
+        "Bots",
+        "Features",
+        "Profile",
+    ]
     user_page.get_by_role("link", name="Support queue", exact=True).click()
     expect(user_page.get_by_role("heading", name="Support queue")).to_be_visible()
 

@@ -77,6 +77,20 @@ class WsClient:
                     return self._inbox.pop(index)
             await self._wait(deadline)
 
+    async def expect_any(self, *types: str, within: float = TIMEOUT) -> dict[str, Any]:
+        """The next frame whose type is one of ``types``; others are kept for later reads."""
+        skipped: list[dict[str, Any]] = []
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + within
+        try:
+            while True:
+                frame = await self.next(max(0.01, deadline - loop.time()))
+                if frame.get("type") in types:
+                    return frame
+                skipped.append(frame)
+        finally:
+            self._unread[:0] = skipped
+
     async def drain(self, quiet: float = 0.3) -> list[dict[str, Any]]:
         """Everything unread, once the socket has been quiet for ``quiet`` seconds."""
         while True:

@@ -13,7 +13,11 @@ from sqlalchemy import inspect
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from chatforge.store import migrate
+from chatforge.store import (  # bot_models, session_models: register their tables
+    bot_models,  # noqa: F401
+    migrate,
+    session_models,  # noqa: F401
+)
 from chatforge.store.models import Base
 
 
@@ -88,4 +92,14 @@ def test_the_models_declare_every_table_the_app_uses() -> None:
         "messages",
         "audit_log",
         "feature_texts",
-    } <= MODEL_TABLES
+        # bots and channels
+        "bot_states",
+        "bot_interactions",
+        "inbound_messages",
+        # live sessions
+        "session_rooms",
+        "reactions",
+        "raised_hands",
+        "mutes",
+        "profanity_strikes",
+    } == MODEL_TABLES

@@ -64,7 +64,7 @@ def test_login_sets_an_http_only_session_cookie_and_goes_home(api: Api) -> None:
     assert "Path=/" in session
     home = api.client.get("/")
     assert f"Hello, {user.display_name}" in home.text
-    assert nav_labels(home) == ["Home", "Support", "Features", "Profile"]
+    assert nav_labels(home) == ["Home", "Support", "Sessions", "Features", "Profile"]
 
 
 def test_wrong_password_shows_an_error_on_the_login_page(api: Api) -> None:

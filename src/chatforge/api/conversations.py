@@ -140,8 +140,13 @@ async def messages(
     before_id: Annotated[int | None, Query(ge=1, le=2**31 - 1)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> list[MessageOut]:
-    """Messages you may see, oldest first; page back with ``before_id``."""
-    rows = await ctx.conversations.messages(user, conversation_id, before_id=before_id, limit=limit)
+    """Messages you may see, oldest first; page back with ``before_id``.
+
+    Each comes with its reactions (counts and who reacted); deleted ones have an empty body.
+    """
+    rows = await ctx.conversations.message_views(
+        user, conversation_id, before_id=before_id, limit=limit
+    )
     return [MessageOut.model_validate(row) for row in rows]
 
 

@@ -16,7 +16,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse, RedirectResponse, Response
 
 from chatforge.api.deps import SESSION_COOKIE
-from chatforge.errors import ChatforgeError, RateLimited, Unauthenticated
+from chatforge.errors import ChatforgeError, Unauthenticated
 from chatforge.web.deps import page_user
 from chatforge.web.render import render_error_page
 
@@ -63,8 +63,10 @@ async def error_response(
 async def _domain_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ChatforgeError)
     headers: dict[str, str] = {}
-    if isinstance(exc, RateLimited):
-        headers["Retry-After"] = str(exc.retry_after)
+    retry_after = getattr(exc, "retry_after", None)
+    if isinstance(retry_after, int):
+        # Rate limits, and mutes that end by themselves: when trying again makes sense.
+        headers["Retry-After"] = str(retry_after)
     if isinstance(exc, Unauthenticated):
         if not wants_json(request):
             target = request.url.path

@@ -162,6 +162,17 @@ class MessageAck(BaseModel):
     duplicate: bool
 
 
+class ReactorOut(Out):
+    id: int
+    name: str
+
+
+class ReactionSummaryOut(Out):
+    emoji: str
+    count: int
+    users: list[ReactorOut]
+
+
 class MessageOut(Out):
     id: int
     conversation_id: int
@@ -173,6 +184,8 @@ class MessageOut(Out):
     client_id: str | None
     created_at: datetime
     deleted_at: datetime | None
+    deleted: bool = False
+    reactions: list[ReactionSummaryOut] = []
 
 
 class EventsOut(BaseModel):
@@ -184,3 +197,65 @@ class EventsOut(BaseModel):
 class SupportStatusOut(BaseModel):
     moderators_online: int
     pending: int
+
+
+class SessionCreateIn(Body):
+    title: str = Field(min_length=1, max_length=120)
+    topic_id: int | None = Field(default=None, ge=1, le=2**31 - 1)
+
+
+class ParticipantOut(Out):
+    user_id: int
+    name: str
+    role: str
+    joined_at: datetime
+
+
+class HandOut(Out):
+    user_id: int
+    name: str
+    raised_at: datetime
+    acknowledged: bool
+
+
+class MuteIn(Body):
+    user_id: int = Field(ge=1, le=2**31 - 1)
+    duration_minutes: int | None = Field(default=None, ge=1, le=60 * 24 * 365)
+    reason: str = Field(default="", max_length=200)
+
+
+class MuteOut(Out):
+    user_id: int
+    reason: str
+    until: datetime | None
+    muted_by_id: int | None
+
+
+class RoomOut(BaseModel):
+    session: ConversationOut
+    participants: list[ParticipantOut]
+    hands: list[HandOut]
+    slow_mode_seconds: int
+    is_instructor: bool
+    my_mute: MuteOut | None
+    mutes: list[MuteOut]
+
+
+class ReactionIn(Body):
+    emoji: str = Field(min_length=1, max_length=16)
+
+
+class ReactionOut(BaseModel):
+    emoji: str
+    added: bool
+    count: int
+    changed: bool
+    seq: int | None
+
+
+class SlowModeIn(Body):
+    seconds: int = Field(ge=0, le=3600)
+
+
+class SeqOut(BaseModel):
+    seq: int | None

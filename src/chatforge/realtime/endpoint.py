@@ -19,7 +19,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from chatforge.api.deps import SESSION_COOKIE
 from chatforge.context import AppContext
-from chatforge.errors import ChatforgeError, Forbidden, RateLimited
+from chatforge.errors import ChatforgeError, Forbidden
 from chatforge.realtime import protocol
 from chatforge.realtime.envelope import PRESENCE_TOPIC, QUEUE_TOPIC, Envelope, dumps, user_topic
 from chatforge.services.conversations import ResyncRequired
@@ -191,7 +191,7 @@ class ClientSession:
                 exc.code,
                 exc.message,
                 client_id=_client_id(raw),
-                retry_after=exc.retry_after if isinstance(exc, RateLimited) else None,
+                retry_after=getattr(exc, "retry_after", None),
                 conversation_id=getattr(frame, "conversation_id", None),
             )
 
@@ -255,6 +255,61 @@ class ClientSession:
                     await self.ctx.support.publish_queue()
                 else:
                     await self.ctx.hub.leave(self.connection, QUEUE_TOPIC)
+            case protocol.RoomAction():
+                raw_type: str = getattr(frame, "type", "")
+                seq = await self._room_action(frame)
+                self.connection.send(
+                    {
+                        "type": "done",
+                        "action": raw_type,
+                        "conversation_id": frame.conversation_id,
+                        "client_id": frame.client_id,
+                        "seq": seq,
+                    }
+                )
+
+    async def _room_action(self, frame: protocol.RoomAction) -> int | None:
+        """Run a live-session action through the same services as REST; the ``seq`` of its
+        event, or None when nothing changed."""
+        user, conversation_id = self.user, frame.conversation_id
+        match frame:
+            case protocol.SessionMembership(type="join_session"):
+                await self.ctx.sessions.join(user, conversation_id)
+            case protocol.SessionMembership():
+                await self.ctx.sessions.leave(user, conversation_id)
+                # Having left, this socket must stop receiving the room.
+                self.connection.conversations.discard(conversation_id)
+                await self.ctx.hub.detach(self.connection, conversation_id)
+            case protocol.ReactionFrame():
+                change = (
+                    self.ctx.reactions.toggle
+                    if frame.type == "reaction_added"
+                    else self.ctx.reactions.remove
+                )
+                return (await change(user, conversation_id, frame.message_id, frame.emoji)).seq
+            case protocol.HandRaised():
+                await self.ctx.hands.raise_hand(user, conversation_id)
+            case protocol.HandLowered():
+                await self.ctx.hands.lower_hand(user, conversation_id, frame.user_id)
+            case protocol.AcknowledgeHand():
+                await self.ctx.hands.acknowledge(user, conversation_id, frame.user_id)
+            case protocol.DeleteMessage():
+                return await self.ctx.moderation.delete_message(
+                    user, conversation_id, frame.message_id
+                )
+            case protocol.MuteUser():
+                await self.ctx.moderation.mute(
+                    user,
+                    conversation_id,
+                    frame.user_id,
+                    duration_minutes=frame.duration_minutes,
+                    reason=frame.reason,
+                )
+            case protocol.UnmuteUser():
+                await self.ctx.moderation.unmute(user, conversation_id, frame.user_id)
+            case protocol.SetSlowMode():
+                await self.ctx.sessions.set_slow_mode(user, conversation_id, frame.seconds)
+        return None
 
     async def _subscribe(self, conversation_id: int, after_seq: int) -> None:
         hub = self.ctx.hub

@@ -51,6 +51,59 @@ async def load_readable(session: AsyncSession, actor: User, conversation_id: int
     return conversation
 
 
+INSTRUCTOR = "instructor"
+MEMBER = "member"
+
+
+async def instructor_ids(session: AsyncSession, conversation_id: int) -> set[int]:
+    """The session's instructors: its current participants with the instructor role."""
+    rows = await session.scalars(
+        select(Participant.user_id).where(
+            Participant.conversation_id == conversation_id,
+            Participant.role == INSTRUCTOR,
+            Participant.left_at.is_(None),
+        )
+    )
+    return set(rows)
+
+
+async def is_instructor(session: AsyncSession, actor: User, conversation: Conversation) -> bool:
+    """Whether ``actor`` may run this session room: its creator, a co-instructor or an admin."""
+    if actor.role is Role.admin or actor.id == conversation.owner_id:
+        return True
+    role = await session.scalar(
+        select(Participant.role).where(
+            Participant.conversation_id == conversation.id,
+            Participant.user_id == actor.id,
+            Participant.left_at.is_(None),
+        )
+    )
+    return role == INSTRUCTOR
+
+
+async def load_session(session: AsyncSession, actor: User, conversation_id: int) -> Conversation:
+    """A live session ``actor`` may read; ``NotFound`` / ``Forbidden`` otherwise."""
+    conversation = await load_readable(session, actor, conversation_id)
+    if conversation.kind is not ConversationKind.session:
+        raise NotFound(f"No session {conversation_id}.", code="session_not_found")
+    return conversation
+
+
+async def load_session_as_instructor(
+    session: AsyncSession, actor: User, conversation_id: int
+) -> Conversation:
+    """A live session ``actor`` runs; ``Forbidden`` for its other participants."""
+    conversation = await load_session(session, actor, conversation_id)
+    if not await is_instructor(session, actor, conversation):
+        raise Forbidden("Only the session's instructors can do this.", code="not_instructor")
+    return conversation
+
+
+def check_open(conversation: Conversation) -> None:
+    if conversation.status not in OPEN:
+        raise Conflict("This session has ended.", code="conversation_closed")
+
+
 async def check_can_post(session: AsyncSession, actor: User, conversation: Conversation) -> None:
     """Raise unless ``actor`` may send a message to ``conversation`` now."""
     if conversation.kind is ConversationKind.session:

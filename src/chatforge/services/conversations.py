@@ -14,6 +14,7 @@ from chatforge.errors import Conflict
 from chatforge.services.access import FINISHED, load_readable
 from chatforge.services.eventlog import envelope_of, frame_of
 from chatforge.services.policy import require_role
+from chatforge.services.reactions import ReactionSummary, reaction_summaries
 from chatforge.store.database import Database
 from chatforge.store.models import (
     Conversation,
@@ -96,6 +97,27 @@ class HistoryPage:
     events: list[dict[str, Any]]
     next_after_seq: int
     last_seq: int
+
+
+@dataclass(frozen=True, slots=True)
+class MessageView:
+    """A message as history shows it: deleted ones without their text, with reactions."""
+
+    id: int
+    conversation_id: int
+    seq: int
+    sender_id: int
+    body: str
+    recipient_id: int | None
+    reply_to_id: int | None
+    client_id: str | None
+    created_at: datetime
+    deleted_at: datetime | None
+    reactions: list[ReactionSummary]
+
+    @property
+    def deleted(self) -> bool:
+        return self.deleted_at is not None
 
 
 _owner = aliased(User)
@@ -252,19 +274,49 @@ class ConversationService:
     ) -> list[Message]:
         """Messages ``actor`` may see, oldest first, ``limit`` of them before ``before_id``."""
         async with self.db.read() as session:
-            await load_readable(session, actor, conversation_id)
-            query = select(Message).where(Message.conversation_id == conversation_id)
-            query = query.where(
-                Message.recipient_id.is_(None)
-                | (Message.recipient_id == actor.id)
-                | (Message.sender_id == actor.id)
-                | _instructor_clause(actor, conversation_id)
+            return await _visible_messages(session, actor, conversation_id, before_id, limit)
+
+    async def message_views(
+        self, actor: User, conversation_id: int, *, before_id: int | None = None, limit: int = 100
+    ) -> list[MessageView]:
+        """Like ``messages``, with reactions (counts and who), and deleted text withheld."""
+        async with self.db.read() as session:
+            rows = await _visible_messages(session, actor, conversation_id, before_id, limit)
+            reactions = await reaction_summaries(session, (row.id for row in rows))
+        return [
+            MessageView(
+                id=row.id,
+                conversation_id=row.conversation_id,
+                seq=row.seq,
+                sender_id=row.sender_id,
+                body="" if row.deleted_at is not None else row.body,
+                recipient_id=row.recipient_id,
+                reply_to_id=row.reply_to_id,
+                client_id=row.client_id,
+                created_at=row.created_at,
+                deleted_at=row.deleted_at,
+                reactions=reactions.get(row.id, []),
             )
-            if before_id is not None:
-                query = query.where(Message.id < before_id)
-            rows = list(await session.scalars(query.order_by(Message.id.desc()).limit(limit)))
-        rows.reverse()
-        return rows
+            for row in rows
+        ]
+
+
+async def _visible_messages(
+    session: AsyncSession, actor: User, conversation_id: int, before_id: int | None, limit: int
+) -> list[Message]:
+    await load_readable(session, actor, conversation_id)
+    query = select(Message).where(Message.conversation_id == conversation_id)
+    query = query.where(
+        Message.recipient_id.is_(None)
+        | (Message.recipient_id == actor.id)
+        | (Message.sender_id == actor.id)
+        | _instructor_clause(actor, conversation_id)
+    )
+    if before_id is not None:
+        query = query.where(Message.id < before_id)
+    rows = list(await session.scalars(query.order_by(Message.id.desc()).limit(limit)))
+    rows.reverse()
+    return rows
 
 
 def _instructor_clause(actor: User, conversation_id: int) -> Any:

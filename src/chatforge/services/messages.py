@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 
 from sqlalchemy import select
@@ -17,8 +18,9 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from chatforge.errors import Invalid, NotFound
-from chatforge.services.access import check_can_post
+from chatforge.services.access import check_can_post, is_instructor
 from chatforge.services.eventlog import EventLog
+from chatforge.services.room_rules import Admission, RoomRules
 from chatforge.store.database import Database
 from chatforge.store.models import Conversation, ConversationKind, Message, User
 from chatforge.store.types import utcnow
@@ -102,11 +104,14 @@ async def append_message(
     client_id: str | None = None,
     recipient_id: int | None = None,
     reply_to: int | None = None,
+    private_audience: AbstractSet[int] | None = None,
+    censored: bool = False,
 ) -> Message:
     """Write a message and its event in the caller's transaction, with no checks.
 
     Callers validate first (``MessageService.post`` for people; bot transcripts write what the
-    bot said).
+    bot said). A private message is seen by ``private_audience`` (in sessions: the two people
+    and the instructors), by default the sender and the recipient.
     """
     seq = await log.next_seq(session, conversation_id)
     message = Message(
@@ -135,17 +140,20 @@ async def append_message(
             "client_id": client_id,
             "recipient_id": recipient_id,
             "reply_to": reply_to,
+            **({"censored": True} if censored else {}),
         },
-        audience=None if recipient_id is None else {sender.id, recipient_id},
+        audience=None if recipient_id is None else (private_audience or {sender.id, recipient_id}),
     )
     return message
 
 
 class MessageService:
-    def __init__(self, db: Database, log: EventLog) -> None:
+    def __init__(self, db: Database, log: EventLog, rooms: RoomRules | None = None) -> None:
         self.db = db
         self.log = log
         self.listeners: list[MessageListener] = []
+        # The extra rules of live session rooms; support and bot conversations have none.
+        self.rooms = rooms
 
     def listen(self, listener: MessageListener) -> None:
         """Call ``listener`` after each new message commits (a slow one delays the ack)."""
@@ -165,6 +173,9 @@ class MessageService:
 
         Sending again with the same ``client_id`` returns the first result and stores nothing:
         clients resend unacknowledged messages after a reconnect without creating duplicates.
+        In live sessions the room rules apply too (``room_rules.py``): ``Muted`` and
+        ``RateLimited`` refuse the send, the text is stored censored, and a private message is
+        seen only by the two people and the session's instructors.
         Raises ``Invalid`` (bad body, ids), ``NotFound``, ``Forbidden`` and ``Conflict`` (closed).
         """
         check_body(body)
@@ -222,43 +233,38 @@ class MessageService:
                 )
             if reply_to is not None:
                 parent = await session.get(Message, reply_to)
-                if parent is None or parent.conversation_id != conversation_id:
+                if (
+                    parent is None
+                    or parent.conversation_id != conversation_id
+                    or not await _may_see(session, actor, conversation, parent)
+                ):
                     raise Invalid(
                         "reply_to must name a message of this conversation.",
                         code="invalid_reply_to",
                     )
-            seq = await self.log.next_seq(session, conversation_id)
-            message = Message(
-                conversation_id=conversation_id,
-                seq=seq,
-                sender_id=actor.id,
+            admission: Admission | None = None
+            if conversation.kind is ConversationKind.session and self.rooms is not None:
+                admission = await self.rooms.admit(session, actor, conversation, body, recipient_id)
+                body = admission.body
+            message = await append_message(
+                self.log,
+                session,
+                actor,
+                conversation_id,
+                body,
                 client_id=client_id,
-                body=body,
                 recipient_id=recipient_id,
-                reply_to_id=reply_to,
-                created_at=utcnow(),
+                reply_to=reply_to,
+                private_audience=admission.audience if admission is not None else None,
+                censored=admission is not None and admission.violated,
             )
-            session.add(message)
-            await session.flush()
+            seq = message.seq
             if conversation.first_response_at is None and conversation.assignee_id == actor.id:
                 conversation.first_response_at = message.created_at
-            self.log.add(
-                session,
-                conversation_id,
-                seq,
-                "private_message" if recipient_id is not None else "chat_message",
-                actor_id=actor.id,
-                payload={
-                    "message_id": message.id,
-                    "sender_id": actor.id,
-                    "sender_name": actor.display_name,
-                    "body": body,
-                    "client_id": client_id,
-                    "recipient_id": recipient_id,
-                    "reply_to": reply_to,
-                },
-                audience=None if recipient_id is None else {actor.id, recipient_id},
-            )
+            if admission is not None and self.rooms is not None:
+                await self.rooms.after_post(
+                    self.log, session, actor, conversation, message, admission
+                )
             posted = PostedMessage(
                 conversation_id=conversation_id,
                 kind=conversation.kind,
@@ -272,3 +278,11 @@ class MessageService:
                 body=body,
             )
         return PostResult(seq=seq, message_id=message.id), posted
+
+
+async def _may_see(
+    session: AsyncSession, actor: User, conversation: Conversation, message: Message
+) -> bool:
+    if message.recipient_id is None or actor.id in (message.sender_id, message.recipient_id):
+        return True
+    return await is_instructor(session, actor, conversation)

@@ -20,6 +20,7 @@ NAV_ITEMS: tuple[NavItem, ...] = (
     NavItem("Home", "/", EVERYONE),
     NavItem("Support", "/support", frozenset({Role.user, Role.admin})),
     NavItem("Support queue", "/moderate", frozenset({Role.moderator, Role.admin})),
+    NavItem("Sessions", "/sessions", EVERYONE),
     NavItem("Annotation", "/annotate", frozenset({Role.annotator, Role.admin})),
     NavItem("Bots", "/bots", frozenset({Role.moderator, Role.admin})),
     NavItem("Topics", "/admin/topics", frozenset({Role.admin})),
