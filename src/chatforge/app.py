@@ -16,13 +16,25 @@ from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from chatforge import __version__
-from chatforge.api import auth, bots, channels, conversations, features, ops, topics, users
+from chatforge.api import (
+    annotation,
+    auth,
+    bots,
+    channels,
+    conversations,
+    datasets,
+    features,
+    ops,
+    topics,
+    users,
+)
 from chatforge.api.errors import install_error_handlers
 from chatforge.context import AppContext, build_context
 from chatforge.realtime.endpoint import websocket_endpoint
 from chatforge.settings import Settings, load_settings
 from chatforge.web.headers import SecurityHeaders
-from chatforge.web.pages import account, admin, staff, support
+from chatforge.web.pages import account, admin, support
+from chatforge.web.pages import annotation as annotation_pages
 from chatforge.web.pages import bots as bot_pages
 from chatforge.web.render import build_environment
 
@@ -83,7 +95,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         conversations.router,
         account.router,
         admin.router,
-        staff.router,
+        annotation.router,
+        datasets.router,
+        annotation_pages.router,
+        annotation_pages.labels_router,
         support.router,
         bots.router,
         channels.router,

@@ -22,10 +22,14 @@ from chatforge.realtime.broker import Broker, MemoryBroker
 from chatforge.realtime.hub import Hub
 from chatforge.realtime.typing import TypingTracker
 from chatforge.services.accounts import AccountService
+from chatforge.services.agreement import AgreementService
+from chatforge.services.annotation import AnnotationService
 from chatforge.services.bots import BotService
 from chatforge.services.conversations import ConversationService
+from chatforge.services.datasets import DatasetService
 from chatforge.services.eventlog import EventHistory, EventLog
 from chatforge.services.features import FeatureService
+from chatforge.services.labels import LabelService
 from chatforge.services.messages import MessageService
 from chatforge.services.presence import MemoryPresence, Presence
 from chatforge.services.support import SupportService
@@ -56,6 +60,10 @@ class AppContext:
     channels: ChannelGateway
     whatsapp: TwilioWhatsApp
     messenger: FacebookMessenger
+    annotation: AnnotationService
+    labels: LabelService
+    agreement: AgreementService
+    datasets: DatasetService
 
     async def start(self) -> None:
         await self.broker.start()
@@ -117,4 +125,8 @@ def build_context(settings: Settings, *, limit_storage: Storage | None = None) -
         channels=gateway,
         whatsapp=whatsapp,
         messenger=messenger,
+        annotation=AnnotationService(db),
+        labels=LabelService(db),
+        agreement=AgreementService(db),
+        datasets=DatasetService(db),
     )

@@ -8,7 +8,10 @@ from alembic import context
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from chatforge.store import bot_models  # noqa: F401  (registers the bot tables)
+from chatforge.store import (  # noqa: F401  (registers their tables)
+    annotation_models,
+    bot_models,
+)
 from chatforge.store.models import Base
 
 target_metadata = Base.metadata
