@@ -149,24 +149,28 @@ class AgreementService:
                 )
             )
             labels = dict(
-                (await session.execute(select(AnnotationLabel.id, AnnotationLabel.name))).tuples()
+                ((await session.execute(select(AnnotationLabel.id, AnnotationLabel.name))).all())
             )
             turn_counts = dict(
                 (
-                    await session.execute(
-                        select(TurnRating.annotator_id, func.count()).group_by(
-                            TurnRating.annotator_id
+                    (
+                        await session.execute(
+                            select(TurnRating.annotator_id, func.count()).group_by(
+                                TurnRating.annotator_id
+                            )
                         )
-                    )
-                ).tuples()
+                    ).all()
+                )
             )
             annotator_ids = {row.annotator_id for row in annotations} | turn_counts.keys()
             names = dict(
                 (
-                    await session.execute(
-                        select(User.id, User.display_name).where(User.id.in_(annotator_ids))
-                    )
-                ).tuples()
+                    (
+                        await session.execute(
+                            select(User.id, User.display_name).where(User.id.in_(annotator_ids))
+                        )
+                    ).all()
+                )
             )
 
         progress: dict[str, list[int]] = defaultdict(lambda: [0, 0])
