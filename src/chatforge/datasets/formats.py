@@ -244,10 +244,10 @@ def _yaml_escape(ch: str) -> str:
         return "\\n"
     if ch == "\t":
         return "\\t"
+    # NEL and the Unicode line / paragraph separators are line breaks to YAML: escaped too.
     printable = (
         0x20 <= code <= 0x7E
-        or code == 0x85
-        or 0xA0 <= code <= 0xD7FF
+        or (0xA0 <= code <= 0xD7FF and code not in {0x2028, 0x2029})
         or 0xE000 <= code <= 0xFFFD
         or 0x10000 <= code <= 0x10FFFF
     )
