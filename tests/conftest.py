@@ -1,19 +1,29 @@
 from __future__ import annotations
 
+import functools
+import re
 import shutil
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
+from typing import Any, TypeVar
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
+from pwdlib.hashers.argon2 import Argon2Hasher
 
+from chatforge.api.deps import SESSION_COOKIE
 from chatforge.app import create_app
+from chatforge.auth import passwords
 from chatforge.context import AppContext
 from chatforge.settings import Settings, load_settings
 from chatforge.store import migrate
 from chatforge.store.models import Role, User
 from tests.factories import PASSWORD, make_user, unique_name
-from tests.servers import IN_CI, SECRET
+from tests.servers import IN_CI, SECRET, postgres_server
+
+T = TypeVar("T")
+CSRF_FIELD = re.compile(r'name="csrf_token" value="([^"]+)"')
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
@@ -24,21 +34,36 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         session.exitstatus = 1
 
 
+@pytest.fixture(autouse=True)
+def cheap_password_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """argon2id with the smallest cost in-process: production cost makes each hash ~0.2 s here.
+
+    Subprocess servers (CLI, browser tests) keep the production parameters.
+    """
+    cheap = functools.partial(Argon2Hasher, time_cost=1, memory_cost=1024, parallelism=1)
+    monkeypatch.setattr(passwords, "Argon2Hasher", cheap)
+
+
 @pytest.fixture(scope="session")
-def migrated_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A migrated SQLite database, made once and copied for each test."""
-    path = tmp_path_factory.mktemp("template") / "chatforge.db"
-    migrate.upgrade(f"sqlite+aiosqlite:///{path}")
-    return path
+def migrated_database(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An empty SQLite database at the latest schema, migrated once and copied for each test."""
+    data_dir = tmp_path_factory.mktemp("template")
+    config = load_settings(data_dir=data_dir, secret_key=SECRET)
+    migrate.upgrade(config.resolved_database_url)
+    return data_dir / "chatforge.db"
 
 
 @pytest.fixture
-def settings(tmp_path: Path, migrated_template: Path) -> Settings:
+def settings(tmp_path: Path, migrated_database: Path) -> Settings:
     config = load_settings(
         data_dir=tmp_path / "data", secret_key=SECRET, public_url="http://testserver"
     )
     config.check()
-    shutil.copyfile(migrated_template, config.data_dir / "chatforge.db")
+    database_file = (config.data_dir / "chatforge.db").resolve()
+    if config.resolved_database_url == f"sqlite+aiosqlite:///{database_file}":
+        shutil.copyfile(migrated_database, database_file)
+    else:  # CHATFORGE_DATABASE_URL names another database
+        migrate.upgrade(config.resolved_database_url)
     return config
 
 
@@ -68,6 +93,41 @@ class Api:
         )
         assert response.status_code == 200, response.text
         return {"Authorization": f"Bearer {response.json()['access_token']}"}
+
+    def call(self, work: Callable[..., Awaitable[T]], *args: Any) -> T:
+        """Run a coroutine function of the app (a service call) on the app's event loop."""
+        return self.client.portal.call(work, *args)  # type: ignore[union-attr]
+
+    def fresh(self, user: User) -> User:
+        """``user`` as stored now (role, token version, active flag)."""
+        return self.call(self.ctx.accounts.get_user, user, user.id)
+
+    # -- pages ---------------------------------------------------------------------------
+
+    def browse_as(self, user: User | None) -> None:
+        """Make the client's later page requests carry ``user``'s session cookie (or none)."""
+        self.client.cookies.delete(SESSION_COOKIE)
+        if user is not None:
+            self.client.cookies.set(SESSION_COOKIE, self.token(self.fresh(user)))
+
+    def csrf(self) -> str:
+        """The CSRF token of a page form (its cookie lands in the client's jar)."""
+        page = self.client.get("/register")
+        match = CSRF_FIELD.search(page.text)
+        assert match is not None, page.text
+        return match.group(1)
+
+    def form(self, path: str, data: dict[str, str] | None = None) -> httpx.Response:
+        """Post a page form the way a browser would: with the CSRF token, redirects not followed."""
+        fields = {**(data or {}), "csrf_token": self.csrf()}
+        return self.client.post(path, data=fields, follow_redirects=False)
+
+
+@pytest.fixture(scope="session")
+def postgres_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A throw-away PostgreSQL server for the session: an asyncpg URL to an empty database."""
+    with postgres_server(tmp_path_factory.mktemp("postgres")) as url:
+        yield url
 
 
 @pytest.fixture

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
+from starlette.types import ASGIApp
 
 from chatforge import __version__
 from chatforge.api import (
@@ -48,9 +49,22 @@ async def sweep_unanswered_claims(ctx: AppContext) -> None:
     while True:
         await asyncio.sleep(interval)
         try:
-            await ctx.support.release_unanswered()
+            # With several processes, one of them runs each round.
+            if await ctx.leases.acquire("claim-sweep", interval * 0.9):
+                await ctx.support.release_unanswered()
         except Exception:
             log.exception("claim-timeout sweep failed; retrying")
+
+
+class ChatforgeAPI(FastAPI):
+    """FastAPI with the security headers (and response counter) around the whole stack.
+
+    ``add_middleware`` would place them inside Starlette's outermost error handler, so the 500
+    page it sends would go out without them and uncounted.
+    """
+
+    def build_middleware_stack(self) -> ASGIApp:
+        return SecurityHeaders(super().build_middleware_stack())
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -66,7 +80,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         sweeper = asyncio.create_task(sweep_unanswered_claims(ctx))
         # Idle timeouts (B7) are stored deadlines; this sweep fires the due ones.
         bot_sweeper = asyncio.create_task(
-            ctx.bot_runtime.run_timeouts(config.bot_timeout_sweep_seconds)
+            ctx.bot_runtime.run_timeouts(
+                config.bot_timeout_sweep_seconds,
+                lambda: ctx.leases.acquire("bot-timeouts", config.bot_timeout_sweep_seconds * 0.9),
+            )
         )
         try:
             yield
@@ -77,7 +94,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                     await task
             await ctx.close()
 
-    app = FastAPI(
+    app = ChatforgeAPI(
         title="chatforge",
         version=__version__,
         description="Support chat, live sessions, bots and annotation, over one REST and "
@@ -107,5 +124,4 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(router)
     app.add_api_websocket_route("/ws", websocket_endpoint)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
-    app.add_middleware(SecurityHeaders)
     return app

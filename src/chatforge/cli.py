@@ -67,6 +67,11 @@ def serve(
     ] = True,
 ) -> None:
     """Serve chatforge over HTTP and WebSockets."""
+    if workers > 1 and not load_settings().redis_url:
+        # Each process would have its own in-memory broker: clients on different processes
+        # would not see each other.
+        console.print("[red]--workers above 1 needs CHATFORGE_REDIS_URL (and PostgreSQL).[/red]")
+        raise typer.Exit(2)
     if migrate_first:
         _upgrade()
     console.print(f"chatforge on [bold]http://{host}:{port}[/bold]")

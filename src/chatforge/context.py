@@ -6,11 +6,12 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 import httpx
-from limits.aio.storage import MemoryStorage, Storage
+from limits.aio.storage import Storage
 
 from chatforge.auth.passwords import PasswordHasher
 from chatforge.auth.throttle import LoginThrottle
 from chatforge.auth.tokens import TokenSigner
+from chatforge.backends import build_backends
 from chatforge.bots.registry import BotRegistry
 from chatforge.bots.runtime import BotRuntime
 from chatforge.bots.transcript import ConversationTranscript
@@ -18,20 +19,22 @@ from chatforge.channels.base import Channel
 from chatforge.channels.facebook_messenger import FacebookMessenger
 from chatforge.channels.gateway import ChannelGateway
 from chatforge.channels.twilio_whatsapp import TwilioWhatsApp
-from chatforge.realtime.broker import Broker, MemoryBroker
+from chatforge.realtime.broker import Broker
 from chatforge.realtime.hub import Hub
+from chatforge.realtime.redis_broker import RedisBroker
 from chatforge.realtime.typing import TypingTracker
 from chatforge.services.accounts import AccountService
 from chatforge.services.agreement import AgreementService
 from chatforge.services.annotation import AnnotationService
 from chatforge.services.bots import BotService
 from chatforge.services.conversations import ConversationService
+from chatforge.services.coordination import Leases
 from chatforge.services.datasets import DatasetService
 from chatforge.services.eventlog import EventHistory, EventLog
 from chatforge.services.features import FeatureService
 from chatforge.services.labels import LabelService
 from chatforge.services.messages import MessageService
-from chatforge.services.presence import MemoryPresence, Presence
+from chatforge.services.presence import Presence
 from chatforge.services.support import SupportService
 from chatforge.services.topics import TopicService
 from chatforge.settings import Settings
@@ -46,6 +49,8 @@ class AppContext:
     broker: Broker
     hub: Hub
     presence: Presence
+    leases: Leases
+    limits: Storage
     typing: TypingTracker
     log: EventLog
     accounts: AccountService
@@ -66,25 +71,37 @@ class AppContext:
     datasets: DatasetService
 
     async def start(self) -> None:
+        if isinstance(self.broker, RedisBroker):
+            # Envelopes published while Redis was away never arrive: read them back.
+            self.broker.on_reconnect(self.hub.catch_up)
+        await self.presence.start()
         await self.broker.start()
 
     async def close(self) -> None:
         await self.http.aclose()
+        await self.presence.close()
         await self.broker.close()
         await self.db.dispose()
+
+    @property
+    def health(self) -> dict[str, str]:
+        """What /healthz reports besides the database."""
+        if not self.settings.redis_url:
+            return {"broker": "memory"}
+        return {"broker": "ok" if self.broker.healthy else "unavailable"}
 
 
 def build_context(settings: Settings, *, limit_storage: Storage | None = None) -> AppContext:
     settings.check()
     db = Database(settings.resolved_database_url, busy_timeout_ms=settings.sqlite_busy_timeout_ms)
+    backends = build_backends(settings)
     throttle = LoginThrottle(
-        limit_storage or MemoryStorage(),
+        limit_storage or backends.limits,
         per_username=settings.login_failures_per_username,
         per_ip=settings.login_failures_per_ip,
         window_minutes=settings.login_window_minutes,
     )
-    broker: Broker = MemoryBroker()
-    presence: Presence = MemoryPresence()
+    broker, presence = backends.broker, backends.presence
     log = EventLog(db, broker)
     # One client for every outbound platform call, so connections are reused across requests.
     http = httpx.AsyncClient(timeout=httpx.Timeout(10.0, connect=5.0))
@@ -104,6 +121,8 @@ def build_context(settings: Settings, *, limit_storage: Storage | None = None) -
         broker=broker,
         hub=Hub(broker, EventHistory(db)),
         presence=presence,
+        leases=backends.leases,
+        limits=backends.limits,
         typing=TypingTracker(broker, settings.typing_ttl_seconds),
         log=log,
         accounts=AccountService(db, PasswordHasher(), throttle),

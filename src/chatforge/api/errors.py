@@ -15,7 +15,9 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse, RedirectResponse, Response
 
+from chatforge.api.deps import SESSION_COOKIE
 from chatforge.errors import ChatforgeError, RateLimited, Unauthenticated
+from chatforge.web.deps import page_user
 from chatforge.web.render import render_error_page
 
 log = logging.getLogger(__name__)
@@ -41,7 +43,7 @@ def wants_json(request: Request) -> bool:
     return "application/json" in accept and "text/html" not in accept
 
 
-def error_response(
+async def error_response(
     request: Request,
     status: int,
     detail: str,
@@ -50,6 +52,11 @@ def error_response(
 ) -> Response:
     if wants_json(request):
         return JSONResponse({"detail": detail, "code": code}, status_code=status, headers=headers)
+    ctx = getattr(request.app.state, "ctx", None)
+    if status < 500 and ctx is not None and not hasattr(request.state, "user"):
+        # No page route ran (unknown URL, wrong method, bad path): look the visitor up anyway,
+        # so the error page keeps their navigation instead of showing them as logged out.
+        await page_user(request, ctx, request.cookies.get(SESSION_COOKIE))
     return render_error_page(request, status, detail, headers=headers)
 
 
@@ -66,14 +73,14 @@ async def _domain_error(request: Request, exc: Exception) -> Response:
             response = RedirectResponse(f"/login?next={_quote(target)}", status_code=303)
             return response
         headers["WWW-Authenticate"] = "Bearer"
-    return error_response(request, exc.status, exc.message, exc.code, headers)
+    return await error_response(request, exc.status, exc.message, exc.code, headers)
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
     code = _HTTP_CODES.get(exc.status_code, "error")
     detail = exc.detail if isinstance(exc.detail, str) else HTTPStatus(exc.status_code).phrase
-    return error_response(request, exc.status_code, detail, code, dict(exc.headers or {}))
+    return await error_response(request, exc.status_code, detail, code, dict(exc.headers or {}))
 
 
 def _describe(error: dict[str, Any]) -> str:
@@ -86,7 +93,7 @@ async def _validation_error(request: Request, exc: Exception) -> Response:
     errors = list(exc.errors())
     detail = "; ".join(_describe(error) for error in errors) or "Invalid request."
     if not wants_json(request):
-        return error_response(request, 422, detail, "invalid")
+        return await error_response(request, 422, detail, "invalid")
     # Inputs are echoed back only as their location and message, never the raw value.
     fields = [
         {"loc": list(e.get("loc", ())), "msg": e.get("msg"), "type": e.get("type")} for e in errors
@@ -96,7 +103,7 @@ async def _validation_error(request: Request, exc: Exception) -> Response:
 
 async def _unexpected(request: Request, exc: Exception) -> Response:
     log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
-    return error_response(request, 500, "Something went wrong on our side.", "internal_error")
+    return await error_response(request, 500, "Something went wrong on our side.", "internal_error")
 
 
 def _quote(target: str) -> str:

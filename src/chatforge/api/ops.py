@@ -15,13 +15,17 @@ router = APIRouter(tags=["ops"])
 
 @router.get("/healthz", response_model=HealthOut, responses={503: {"model": HealthOut}})
 async def healthz(ctx: Context) -> Response:
-    """``ok`` when the database answers; 503 otherwise."""
+    """``ok``; ``degraded`` when Redis is away (sending still works, cross-process delivery
+    waits); 503 ``down`` when the database does not answer."""
+    backends = ctx.health
     try:
         async with ctx.db.read() as session:
             await session.execute(text("SELECT 1"))
     except Exception:
-        return JSONResponse({"status": "down", "database": "unreachable"}, status_code=503)
-    return JSONResponse({"status": "ok", "database": "ok"})
+        body = {"status": "down", "database": "unreachable", **backends}
+        return JSONResponse(body, status_code=503)
+    status = "degraded" if backends.get("broker") == "unavailable" else "ok"
+    return JSONResponse({"status": status, "database": "ok", **backends})
 
 
 @router.get("/metrics", response_class=Response)

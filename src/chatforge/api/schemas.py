@@ -105,6 +105,7 @@ class FeaturesOut(BaseModel):
 class HealthOut(BaseModel):
     status: str
     database: str
+    broker: str
 
 
 class ConversationOpenIn(Body):

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -271,11 +271,17 @@ class BotRuntime:
                         log.exception("idle timeout message to user %s failed", user_id)
         return fired
 
-    async def run_timeouts(self, interval: float) -> None:
-        """Sweep for due idle timeouts every ``interval`` seconds until cancelled."""
+    async def run_timeouts(
+        self, interval: float, may_run: Callable[[], Awaitable[bool]] | None = None
+    ) -> None:
+        """Sweep for due idle timeouts every ``interval`` seconds until cancelled.
+
+        ``may_run`` decides each round whether this process sweeps (one process of several).
+        """
         while True:
             try:
-                await self.fire_timeouts()
+                if may_run is None or await may_run():
+                    await self.fire_timeouts()
             except Exception:
                 log.exception("idle timeout sweep failed")
             await asyncio.sleep(interval)

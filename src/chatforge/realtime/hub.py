@@ -134,6 +134,19 @@ class Hub:
         feed = self._feeds.get(conversation_id)
         return list(feed.subscribers) if feed else []
 
+    async def catch_up(self) -> None:
+        """Deliver whatever was committed but never reached this process (broker outage)."""
+        for feed in list(self._feeds.values()):
+            async with feed.lock:
+                last = await self.history.last_seq(feed.conversation_id)
+                if last <= feed.last_seq:
+                    continue
+                for missing in await self.history.between(
+                    feed.conversation_id, feed.last_seq, last + 1
+                ):
+                    self._fan_out(feed, missing)
+                feed.last_seq = last
+
     # -- delivery -------------------------------------------------------------------------------
 
     async def deliver(self, envelope: Envelope) -> None:

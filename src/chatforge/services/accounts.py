@@ -164,9 +164,10 @@ class AccountService:
         require_admin(actor)
         condition: ColumnElement[bool] = true()
         if query:
+            # icontains: LIKE ignores case on SQLite but not on PostgreSQL.
             condition = or_(
-                User.username.contains(query.lower(), autoescape=True),
-                User.display_name.contains(query, autoescape=True),
+                User.username.icontains(query, autoescape=True),
+                User.display_name.icontains(query, autoescape=True),
             )
         async with self.db.read() as session:
             total = await session.scalar(select(func.count()).select_from(User).where(condition))

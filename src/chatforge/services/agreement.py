@@ -149,28 +149,24 @@ class AgreementService:
                 )
             )
             labels = dict(
-                ((await session.execute(select(AnnotationLabel.id, AnnotationLabel.name))).all())
+                (await session.execute(select(AnnotationLabel.id, AnnotationLabel.name))).all()
             )
             turn_counts = dict(
                 (
-                    (
-                        await session.execute(
-                            select(TurnRating.annotator_id, func.count()).group_by(
-                                TurnRating.annotator_id
-                            )
+                    await session.execute(
+                        select(TurnRating.annotator_id, func.count()).group_by(
+                            TurnRating.annotator_id
                         )
-                    ).all()
-                )
+                    )
+                ).all()
             )
             annotator_ids = {row.annotator_id for row in annotations} | turn_counts.keys()
             names = dict(
                 (
-                    (
-                        await session.execute(
-                            select(User.id, User.display_name).where(User.id.in_(annotator_ids))
-                        )
-                    ).all()
-                )
+                    await session.execute(
+                        select(User.id, User.display_name).where(User.id.in_(annotator_ids))
+                    )
+                ).all()
             )
 
         progress: dict[str, list[int]] = defaultdict(lambda: [0, 0])

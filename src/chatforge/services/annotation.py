@@ -254,18 +254,16 @@ class AnnotationService:
             ids = [view.id for view in views]
             counts = dict(
                 (
-                    (
-                        await session.execute(
-                            select(Message.conversation_id, func.count())
-                            .where(
-                                Message.conversation_id.in_(ids),
-                                Message.deleted_at.is_(None),
-                                visible_messages(actor),
-                            )
-                            .group_by(Message.conversation_id)
+                    await session.execute(
+                        select(Message.conversation_id, func.count())
+                        .where(
+                            Message.conversation_id.in_(ids),
+                            Message.deleted_at.is_(None),
+                            visible_messages(actor),
                         )
-                    ).all()
-                )
+                        .group_by(Message.conversation_id)
+                    )
+                ).all()
             )
             ratings = {
                 conversation_id: (lowest, annotators)
@@ -591,14 +589,12 @@ async def _label_ids(session: AsyncSession, names: list[str]) -> list[int]:
     wanted = {" ".join(name.split()) for name in names}
     found = dict(
         (
-            (
-                await session.execute(
-                    select(AnnotationLabel.name, AnnotationLabel.id).where(
-                        AnnotationLabel.name.in_(wanted), AnnotationLabel.is_active.is_(True)
-                    )
+            await session.execute(
+                select(AnnotationLabel.name, AnnotationLabel.id).where(
+                    AnnotationLabel.name.in_(wanted), AnnotationLabel.is_active.is_(True)
                 )
-            ).all()
-        )
+            )
+        ).all()
     )
     unknown = sorted(wanted - found.keys())
     if unknown:

@@ -158,14 +158,12 @@ class DatasetService:
                 instructors = await instructors_of(session, ids)
                 lowest: dict[int, int] = dict(
                     (
-                        (
-                            await session.execute(
-                                select(Annotation.conversation_id, func.min(rating_rank()))
-                                .where(Annotation.conversation_id.in_(ids))
-                                .group_by(Annotation.conversation_id)
-                            )
-                        ).all()
-                    )
+                        await session.execute(
+                            select(Annotation.conversation_id, func.min(rating_rank()))
+                            .where(Annotation.conversation_id.in_(ids))
+                            .group_by(Annotation.conversation_id)
+                        )
+                    ).all()
                 )
                 labels: dict[int, set[str]] = defaultdict(set)
                 for conversation_id, name in await session.execute(

@@ -140,6 +140,8 @@ async def user_page(request: Request, user_id: Id, user: PageUser, ctx: Context)
 async def set_role(
     request: Request, user_id: Id, user: PageUser, ctx: Context, role: FormStr = ""
 ) -> Response:
+    # Authorize before reading the form: a non-admin gets 403, not a hint about valid roles.
+    require_admin(user)
     try:
         target = await ctx.accounts.update_user(user, user_id, role=Role(role))
     except ValueError:

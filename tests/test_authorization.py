@@ -1,0 +1,230 @@
+"""Who may use which route: every route of the app, for anonymous visitors and every role."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import httpx
+from fastapi.routing import APIRoute, iter_route_contexts
+
+from chatforge.api.deps import SESSION_COOKIE
+from chatforge.store.models import Role, User
+from chatforge.web.render import CSRF_COOKIE
+from tests.conftest import Api
+from tests.factories import PASSWORD, make_topic, unique_name
+
+# =================================================================================================
+# THE ALLOW TABLE: every route of the app, and who may use it.
+#
+# Adding a route? Add it here with the set of callers allowed to use it. The test fails for any
+# route missing from this table, and for any entry whose route no longer exists. If the route
+# needs a body or form fields to succeed, add them to REQUESTS below as well.
+# =================================================================================================
+ANONYMOUS = "anonymous"
+USER, MODERATOR, ANNOTATOR, ADMIN = (role.value for role in Role)
+
+EVERYONE = frozenset({ANONYMOUS, USER, MODERATOR, ANNOTATOR, ADMIN})
+LOGGED_IN = frozenset({USER, MODERATOR, ANNOTATOR, ADMIN})
+ADMINS = frozenset({ADMIN})
+
+ALLOWED: dict[tuple[str, str], frozenset[str]] = {
+    # -- REST API ---------------------------------------------------------------------------
+    ("POST", "/api/auth/register"): EVERYONE,
+    ("POST", "/api/auth/token"): EVERYONE,
+    ("GET", "/api/me"): LOGGED_IN,
+    ("PATCH", "/api/me"): LOGGED_IN,
+    ("POST", "/api/me/password"): LOGGED_IN,
+    ("GET", "/api/users"): ADMINS,
+    ("GET", "/api/users/{user_id}"): ADMINS,
+    ("PATCH", "/api/users/{user_id}"): ADMINS,
+    ("POST", "/api/users/{user_id}/password"): ADMINS,
+    ("GET", "/api/topics"): LOGGED_IN,
+    ("POST", "/api/topics"): ADMINS,
+    ("PATCH", "/api/topics/{topic_id}"): ADMINS,
+    ("DELETE", "/api/topics/{topic_id}"): ADMINS,
+    ("GET", "/api/features"): EVERYONE,
+    ("PUT", "/api/features/{role}"): ADMINS,
+    ("GET", "/healthz"): EVERYONE,
+    ("GET", "/metrics"): EVERYONE,
+    # -- pages --------------------------------------------------------------------------------
+    ("GET", "/"): EVERYONE,
+    ("GET", "/login"): EVERYONE,
+    ("POST", "/login"): EVERYONE,
+    ("GET", "/register"): EVERYONE,
+    ("POST", "/register"): EVERYONE,
+    ("POST", "/logout"): EVERYONE,
+    ("GET", "/profile"): LOGGED_IN,
+    ("POST", "/profile"): LOGGED_IN,
+    ("POST", "/profile/password"): LOGGED_IN,
+    ("GET", "/features"): EVERYONE,
+    ("GET", "/moderate"): frozenset({MODERATOR, ADMIN}),
+    ("GET", "/annotate"): frozenset({ANNOTATOR, ADMIN}),
+    ("GET", "/admin/topics"): ADMINS,
+    ("POST", "/admin/topics"): ADMINS,
+    ("GET", "/admin/topics/{topic_id}/edit"): ADMINS,
+    ("POST", "/admin/topics/{topic_id}/edit"): ADMINS,
+    ("POST", "/admin/topics/{topic_id}/active"): ADMINS,
+    ("GET", "/admin/topics/{topic_id}/delete"): ADMINS,
+    ("POST", "/admin/topics/{topic_id}/delete"): ADMINS,
+    ("GET", "/admin/users"): ADMINS,
+    ("GET", "/admin/users/{user_id}"): ADMINS,
+    ("POST", "/admin/users/{user_id}/role"): ADMINS,
+    ("POST", "/admin/users/{user_id}/active"): ADMINS,
+    ("POST", "/admin/users/{user_id}/password"): ADMINS,
+    ("GET", "/admin/features"): ADMINS,
+    ("POST", "/admin/features"): ADMINS,
+}
+
+# Routes that are not chatforge's own: the static files and FastAPI's API documentation.
+NOT_CHECKED = frozenset(
+    {"static", "openapi", "swagger_ui_html", "swagger_ui_redirect", "redoc_html"}
+)
+
+
+@dataclass
+class World:
+    """The records the requests point at, and one account per role."""
+
+    api: Api
+    target: User  # the user that {user_id} names: never the caller
+    actors: dict[str, User] = field(default_factory=dict)
+
+    def username(self, who: str) -> str:
+        return (self.actors.get(who) or self.target).username
+
+    def new_topic_id(self) -> int:
+        return self.api.call(make_topic, self.api.ctx, self.actors[ADMIN], None, "").id
+
+
+Fields = Callable[[World, str], dict[str, str]]
+
+# Bodies (API, JSON) and form fields (pages) that make an allowed call succeed. None of them
+# ends the caller's session, so one account per role serves every route.
+REQUESTS: dict[tuple[str, str], Fields] = {
+    ("POST", "/api/auth/register"): lambda w, who: {
+        "username": unique_name("reg"),
+        "password": PASSWORD,
+    },
+    ("POST", "/api/auth/token"): lambda w, who: {"username": w.username(who), "password": PASSWORD},
+    ("PATCH", "/api/me"): lambda w, who: {"display_name": "Matrix"},
+    ("POST", "/api/me/password"): lambda w, who: {
+        "current_password": PASSWORD,
+        "new_password": PASSWORD,
+    },
+    ("PATCH", "/api/users/{user_id}"): lambda w, who: {"role": "moderator"},
+    ("POST", "/api/users/{user_id}/password"): lambda w, who: {"password": PASSWORD},
+    ("POST", "/api/topics"): lambda w, who: {"name": unique_name("Topic ")},
+    ("PATCH", "/api/topics/{topic_id}"): lambda w, who: {"description": "changed"},
+    ("PUT", "/api/features/{role}"): lambda w, who: {"body": "What users do."},
+    ("POST", "/login"): lambda w, who: {"username": w.username(who), "password": PASSWORD},
+    ("POST", "/register"): lambda w, who: {"username": unique_name("reg"), "password": PASSWORD},
+    ("POST", "/profile"): lambda w, who: {"display_name": "Matrix"},
+    ("POST", "/profile/password"): lambda w, who: {
+        "current_password": PASSWORD,
+        "new_password": PASSWORD,
+    },
+    ("POST", "/admin/topics"): lambda w, who: {"name": unique_name("Topic ")},
+    ("POST", "/admin/topics/{topic_id}/edit"): lambda w, who: {"name": unique_name("Topic ")},
+    ("POST", "/admin/topics/{topic_id}/active"): lambda w, who: {"active": "false"},
+    ("POST", "/admin/users/{user_id}/role"): lambda w, who: {"role": "moderator"},
+    ("POST", "/admin/users/{user_id}/active"): lambda w, who: {"active": "true"},
+    ("POST", "/admin/users/{user_id}/password"): lambda w, who: {"password": PASSWORD},
+    ("POST", "/admin/features"): lambda w, who: {"text_user": "What users do."},
+}
+
+
+def is_api(path: str) -> bool:
+    return path.startswith("/api/") or path in {"/healthz", "/metrics"}
+
+
+def app_routes(api: Api) -> set[tuple[str, str]]:
+    """(method, path template) of every route, with the included routers flattened."""
+    routes: set[tuple[str, str]] = set()
+    for context in iter_route_contexts(api.client.app.routes):  # type: ignore[attr-defined]
+        route = context.original_route
+        if getattr(route, "name", None) in NOT_CHECKED:
+            continue
+        assert isinstance(route, APIRoute), (
+            f"{route!r} is not an APIRoute: teach tests/test_authorization.py to check it"
+        )
+        assert context.path is not None
+        routes.update((method, context.path) for method in route.methods)
+    return routes
+
+
+def call(
+    api: Api, world: World, csrf: tuple[str, str], method: str, template: str, who: str
+) -> httpx.Response:
+    path = template
+    if "{topic_id}" in path:
+        path = path.replace("{topic_id}", str(world.new_topic_id()))
+    path = path.replace("{user_id}", str(world.target.id)).replace("{role}", "user")
+    fields = REQUESTS.get((method, template), lambda w, who: {})(world, who)
+    token = None
+    if who != ANONYMOUS:
+        actor = api.fresh(world.actors[who])
+        token = api.ctx.tokens.issue(actor.id, actor.token_version)
+
+    api.client.cookies.clear()
+    if is_api(template):
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        body = fields if method not in {"GET", "DELETE"} else None
+        return api.client.request(method, path, json=body, headers=headers)
+    raw_csrf, csrf_field = csrf
+    api.client.cookies.set(CSRF_COOKIE, raw_csrf)
+    if token:
+        api.client.cookies.set(SESSION_COOKIE, token)
+    if method == "GET":
+        return api.client.get(path, follow_redirects=False)
+    return api.client.post(path, data={**fields, "csrf_token": csrf_field}, follow_redirects=False)
+
+
+def outcome(template: str, response: httpx.Response) -> str:
+    """``allowed``, ``denied`` (the refusal the caller should get), or what went wrong."""
+    status = response.status_code
+    location = response.headers.get("location", "")
+    if is_api(template):
+        if status in {401, 403}:
+            assert set(response.json()) == {"detail", "code"}
+            return f"denied {status}"
+    elif status == 303 and location.startswith("/login?next="):
+        return "denied login"
+    elif status == 403:
+        assert response.headers["content-type"].startswith("text/html")
+        return "denied 403"
+    return "allowed" if status < 400 else f"failed {status}: {response.text[:200]}"
+
+
+def expected_refusal(template: str, who: str) -> str:
+    if who == ANONYMOUS:
+        return "denied 401" if is_api(template) else "denied login"
+    return "denied 403"
+
+
+def test_every_route_admits_exactly_the_callers_in_the_allow_table(api: Api) -> None:
+    routes = app_routes(api)
+    missing = sorted(routes - ALLOWED.keys())
+    stale = sorted(ALLOWED.keys() - routes)
+    assert not missing, f"routes missing from the allow table in {__file__}: {missing}"
+    assert not stale, f"allow table entries for routes that do not exist: {stale}"
+    assert REQUESTS.keys() <= ALLOWED.keys()
+
+    world = World(api, target=api.user())
+    for role in Role:
+        world.actors[role.value] = api.user(role)
+    api.client.cookies.clear()
+    csrf_field = api.csrf()
+    csrf = (api.client.cookies[CSRF_COOKIE], csrf_field)
+
+    wrong: list[str] = []
+    for method, template in sorted(routes):
+        allowed = ALLOWED[(method, template)]
+        for who in sorted(EVERYONE):
+            response = call(api, world, csrf, method, template, who)
+            got = outcome(template, response)
+            want = "allowed" if who in allowed else expected_refusal(template, who)
+            if got != want:
+                wrong.append(f"{method} {template} as {who}: want {want}, got {got}")
+
+    assert not wrong, "\n".join(wrong)
