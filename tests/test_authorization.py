@@ -27,6 +27,7 @@ USER, MODERATOR, ANNOTATOR, ADMIN = (role.value for role in Role)
 EVERYONE = frozenset({ANONYMOUS, USER, MODERATOR, ANNOTATOR, ADMIN})
 LOGGED_IN = frozenset({USER, MODERATOR, ANNOTATOR, ADMIN})
 ADMINS = frozenset({ADMIN})
+ANNOTATORS = frozenset({ANNOTATOR, ADMIN})
 
 ALLOWED: dict[tuple[str, str], frozenset[str]] = {
     # -- REST API ---------------------------------------------------------------------------
@@ -45,6 +46,17 @@ ALLOWED: dict[tuple[str, str], frozenset[str]] = {
     ("DELETE", "/api/topics/{topic_id}"): ADMINS,
     ("GET", "/api/features"): EVERYONE,
     ("PUT", "/api/features/{role}"): ADMINS,
+    ("GET", "/api/annotation/conversations"): ANNOTATORS,
+    ("GET", "/api/annotation/conversations/{conversation_id}"): ANNOTATORS,
+    ("DELETE", "/api/annotation/conversations/{conversation_id}"): ANNOTATORS,
+    ("POST", "/api/conversations/{conversation_id}/annotations"): ANNOTATORS,
+    ("PATCH", "/api/messages/{message_id}/correction"): ANNOTATORS,
+    ("PUT", "/api/messages/{message_id}/turn-rating"): ANNOTATORS,
+    ("GET", "/api/annotation/labels"): ANNOTATORS,
+    ("POST", "/api/annotation/labels"): ADMINS,
+    ("PATCH", "/api/annotation/labels/{label_id}"): ADMINS,
+    ("GET", "/api/annotation/dashboard"): ANNOTATORS,
+    ("GET", "/api/datasets/export"): ANNOTATORS,
     ("GET", "/healthz"): EVERYONE,
     ("GET", "/metrics"): EVERYONE,
     # -- pages --------------------------------------------------------------------------------
@@ -59,7 +71,20 @@ ALLOWED: dict[tuple[str, str], frozenset[str]] = {
     ("POST", "/profile/password"): LOGGED_IN,
     ("GET", "/features"): EVERYONE,
     ("GET", "/moderate"): frozenset({MODERATOR, ADMIN}),
-    ("GET", "/annotate"): frozenset({ANNOTATOR, ADMIN}),
+    ("GET", "/annotate"): ANNOTATORS,
+    ("GET", "/annotate/dashboard"): ANNOTATORS,
+    ("GET", "/annotate/export"): ANNOTATORS,
+    ("GET", "/annotate/export/download"): ANNOTATORS,
+    ("GET", "/annotate/{conversation_id}"): ANNOTATORS,
+    ("POST", "/annotate/{conversation_id}/annotation"): ANNOTATORS,
+    ("POST", "/annotate/{conversation_id}/messages/{message_id}/correction"): ANNOTATORS,
+    ("POST", "/annotate/{conversation_id}/messages/{message_id}/exclusion"): ANNOTATORS,
+    ("POST", "/annotate/{conversation_id}/messages/{message_id}/verdict"): ANNOTATORS,
+    ("GET", "/annotate/{conversation_id}/delete"): ANNOTATORS,
+    ("POST", "/annotate/{conversation_id}/delete"): ANNOTATORS,
+    ("GET", "/admin/labels"): ADMINS,
+    ("POST", "/admin/labels"): ADMINS,
+    ("POST", "/admin/labels/{label_id}/active"): ADMINS,
     ("GET", "/admin/topics"): ADMINS,
     ("POST", "/admin/topics"): ADMINS,
     ("GET", "/admin/topics/{topic_id}/edit"): ADMINS,
@@ -131,6 +156,25 @@ REQUESTS: dict[tuple[str, str], Fields] = {
     ("POST", "/admin/users/{user_id}/active"): lambda w, who: {"active": "true"},
     ("POST", "/admin/users/{user_id}/password"): lambda w, who: {"password": PASSWORD},
     ("POST", "/admin/features"): lambda w, who: {"text_user": "What users do."},
+    ("POST", "/api/conversations/{conversation_id}/annotations"): lambda w, who: {
+        "rating": "excellent"
+    },
+    ("PATCH", "/api/messages/{message_id}/correction"): lambda w, who: {"excluded": True},
+    ("PUT", "/api/messages/{message_id}/turn-rating"): lambda w, who: {"verdict": "good"},
+    ("POST", "/api/annotation/labels"): lambda w, who: {"name": unique_name("label")},
+    ("PATCH", "/api/annotation/labels/{label_id}"): lambda w, who: {"active": False},
+    ("POST", "/annotate/{conversation_id}/annotation"): lambda w, who: {"rating": "poor"},
+    ("POST", "/annotate/{conversation_id}/messages/{message_id}/correction"): lambda w, who: {
+        "text": "corrected"
+    },
+    ("POST", "/annotate/{conversation_id}/messages/{message_id}/exclusion"): lambda w, who: {
+        "excluded": "true"
+    },
+    ("POST", "/annotate/{conversation_id}/messages/{message_id}/verdict"): lambda w, who: {
+        "verdict": "bad"
+    },
+    ("POST", "/admin/labels"): lambda w, who: {"name": unique_name("label")},
+    ("POST", "/admin/labels/{label_id}/active"): lambda w, who: {"active": "false"},
 }
 
 

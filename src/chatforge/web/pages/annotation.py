@@ -135,7 +135,7 @@ async def export_form(request: Request, user: PageUser, ctx: Context) -> Respons
 async def export_download(request: Request, user: PageUser, ctx: Context) -> Response:
     params = dict(request.query_params)
     try:
-        fmt = ExportFormat(params.get("format", ""))
+        fmt = ExportFormat(params.get("format") or ExportFormat.openai_jsonl.value)
     except ValueError:
         raise Invalid("Choose a dataset format.", code="invalid_format") from None
     selection = selection_from(params, default_status="")
