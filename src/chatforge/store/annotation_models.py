@@ -86,3 +86,25 @@ class TurnRating(Base):
     )
     verdict: Mapped[TurnVerdict] = mapped_column(_enum(TurnVerdict, "turn_verdict"))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+# The full-text index lives outside the models: the SQLite FTS5 table with its shadow tables,
+# and the PostgreSQL expression index. Schema comparisons (autogenerate, tests) skip them.
+SEARCH_INDEX_TABLES = frozenset(
+    {
+        "message_search",
+        "message_search_config",
+        "message_search_content",
+        "message_search_data",
+        "message_search_docsize",
+        "message_search_idx",
+    }
+)
+SEARCH_INDEX = "ix_messages_search"
+
+
+def in_models(name: str | None, type_: str, parent_names: object = None) -> bool:
+    """False for the search index's tables and index (an Alembic ``include_name`` hook)."""
+    if type_ == "table":
+        return name not in SEARCH_INDEX_TABLES
+    return not (type_ == "index" and name == SEARCH_INDEX)

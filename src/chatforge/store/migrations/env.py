@@ -12,6 +12,7 @@ from chatforge.store import (  # noqa: F401  (registers their tables)
     annotation_models,
     bot_models,
 )
+from chatforge.store.annotation_models import in_models
 from chatforge.store.models import Base
 
 target_metadata = Base.metadata
@@ -22,6 +23,7 @@ def _run(connection: Connection) -> None:
         connection=connection,
         target_metadata=target_metadata,
         render_as_batch=connection.dialect.name == "sqlite",
+        include_name=in_models,
     )
     with context.begin_transaction():
         context.run_migrations()
