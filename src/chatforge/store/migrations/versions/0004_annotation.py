@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0004_annotation"
-down_revision = "0002_bots"
+down_revision = "0003_sessions"
 branch_labels = None
 depends_on = None
 
