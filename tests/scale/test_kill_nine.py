@@ -313,6 +313,10 @@ def check(base: Path, database_url: str, clients: list[Client]) -> dict[str, int
         duplicates = sum(1 for c in clients for s in c.seen if s < 0)
         # Every client subscribed from seq 0, so it must have seen every event of its conversation.
         gaps = sum(len(set(events.get(c.conversation_id, [])) - set(c.seen)) for c in clients)
+        for c in clients:
+            missing_seqs = sorted(set(events.get(c.conversation_id, [])) - set(c.seen))
+            if missing_seqs:
+                print("missing", c.name, c.port, c.conversation_id, missing_seqs, c.reconnects)
         return {
             "acked": len(acked),
             "unacked_left": sum(len(c.unacked) for c in clients),

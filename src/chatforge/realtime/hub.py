@@ -97,19 +97,33 @@ class Hub:
     # -- conversations ------------------------------------------------------------------------
 
     async def attach(self, connection: Connection, conversation_id: int) -> Subscription:
-        """Start receiving a conversation's events, buffered until ``go_live``."""
-        feed = self._feeds.get(conversation_id)
-        if feed is None:
-            feed = self._feeds[conversation_id] = Feed(conversation_id)
+        """Start receiving a conversation's events, buffered until ``go_live``.
+
+        The feed's ``last_seq`` is read once, when the feed is created; envelopes at or below it
+        are dropped later as already committed. So a subscription may only start after that
+        read (its replay then covers them): a second subscriber arriving while the first is
+        still creating the feed waits for the feed's lock.
+        """
+        while True:
+            feed = self._feeds.get(conversation_id)
+            if feed is None:
+                feed = self._feeds[conversation_id] = Feed(conversation_id)
+                async with feed.lock:
+                    try:
+                        await self.broker.subscribe(conversation_topic(conversation_id))
+                        feed.last_seq = await self.history.last_seq(conversation_id)
+                    except BaseException:
+                        del self._feeds[conversation_id]
+                        raise
             async with feed.lock:
-                await self.broker.subscribe(conversation_topic(conversation_id))
-                feed.last_seq = await self.history.last_seq(conversation_id)
-        existing = feed.subscribers.get(connection)
-        if existing is not None:
-            return existing
-        subscription = Subscription(connection)
-        feed.subscribers[connection] = subscription
-        return subscription
+                if self._feeds.get(conversation_id) is not feed:
+                    continue  # the feed was dropped while we waited: start over
+                existing = feed.subscribers.get(connection)
+                if existing is not None:
+                    return existing
+                subscription = Subscription(connection)
+                feed.subscribers[connection] = subscription
+                return subscription
 
     def go_live(self, subscription: Subscription, replayed_upto: int) -> None:
         """The replay up to ``replayed_upto`` is sent: flush what arrived meanwhile, then stream."""
