@@ -37,6 +37,7 @@ from chatforge.services.hands import HandService
 from chatforge.services.messages import MessageService
 from chatforge.services.moderation import ModerationService
 from chatforge.services.presence import Presence
+from chatforge.services.privacy import PrivacyService
 from chatforge.services.profanity import ProfanityFilter
 from chatforge.services.ratelimits import LimitsRateLimits, rule
 from chatforge.services.reactions import ReactionService
@@ -80,6 +81,7 @@ class AppContext:
     reactions: ReactionService
     hands: HandService
     exports: ExportService
+    privacy: PrivacyService
 
     async def start(self) -> None:
         if isinstance(self.broker, RedisBroker):
@@ -181,4 +183,5 @@ def build_context(settings: Settings, *, limit_storage: Storage | None = None) -
         reactions=ReactionService(db, log, rate_limits, rule=rule(settings.session_reaction_rate)),
         hands=HandService(db, log),
         exports=ExportService(db),
+        privacy=PrivacyService(db, broker),
     )

@@ -51,6 +51,16 @@ class UserOut(Out):
     created_at: datetime
 
 
+class ErasureOut(BaseModel):
+    user_id: int
+    messages: int
+    """Messages whose text was replaced."""
+    events: int
+    """Events whose payload was scrubbed."""
+    audit_records: int
+    """Audit records whose detail was scrubbed."""
+
+
 class UserListOut(BaseModel):
     items: list[UserOut]
     total: int

@@ -21,7 +21,14 @@ from chatforge.api.deps import SESSION_COOKIE
 from chatforge.context import AppContext
 from chatforge.errors import ChatforgeError, Forbidden
 from chatforge.realtime import protocol
-from chatforge.realtime.envelope import PRESENCE_TOPIC, QUEUE_TOPIC, Envelope, dumps, user_topic
+from chatforge.realtime.envelope import (
+    PRESENCE_TOPIC,
+    QUEUE_TOPIC,
+    SESSION_REVOKED_FRAME,
+    Envelope,
+    dumps,
+    user_topic,
+)
 from chatforge.services.conversations import ResyncRequired
 from chatforge.services.policy import require_role
 from chatforge.store.models import Role, User
@@ -46,6 +53,12 @@ class SocketConnection:
         self._writer = asyncio.create_task(self._write())
 
     def push(self, frame: str) -> None:
+        if frame == SESSION_REVOKED_FRAME:
+            # The account was erased or closed: say so, then hang up (the token is dead too).
+            with contextlib.suppress(asyncio.QueueFull):
+                self._queue.put_nowait(frame)
+            asyncio.get_running_loop().create_task(self._revoke())
+            return
         try:
             self._queue.put_nowait(frame)
         except asyncio.QueueFull:
@@ -63,6 +76,10 @@ class SocketConnection:
         except (WebSocketDisconnect, RuntimeError, OSError):
             # The client went away; the receive loop notices and cleans up.
             return
+
+    async def _revoke(self) -> None:
+        await self.finish()
+        await self._close(POLICY_VIOLATION)
 
     async def _close(self, code: int) -> None:
         with contextlib.suppress(Exception):
