@@ -15,7 +15,7 @@ router = APIRouter(prefix="/api/topics", tags=["topics"], responses={401: {"mode
 TopicId = Annotated[int, Path(ge=1, le=2**31 - 1)]
 
 
-@router.get("")
+@router.get("", responses={403: {"model": ErrorOut}})
 async def list_topics(
     user: CurrentUser,
     ctx: Context,

@@ -127,7 +127,14 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
     await session.open()
     try:
         while True:
-            text = await websocket.receive_text()
+            message = await websocket.receive()
+            if message["type"] == "websocket.disconnect":
+                raise WebSocketDisconnect(message.get("code", 1000))
+            text = message.get("text")
+            if text is None:
+                # Frames are JSON text; a binary frame is refused like any bad frame.
+                session.refuse_binary()
+                continue
             await session.handle_text(text)
     except WebSocketDisconnect:
         pass
@@ -177,7 +184,8 @@ class ClientSession:
     async def handle_text(self, text: str) -> None:
         try:
             raw = json.loads(text)
-        except ValueError:
+        except (ValueError, RecursionError):
+            # RecursionError: thousands of nested brackets, deeper than the parser goes.
             self._error("bad_json", "Frames are JSON objects.")
             return
         kind = raw.get("type") if isinstance(raw, dict) else None
@@ -211,6 +219,9 @@ class ClientSession:
                 retry_after=getattr(exc, "retry_after", None),
                 conversation_id=getattr(frame, "conversation_id", None),
             )
+
+    def refuse_binary(self) -> None:
+        self._error("bad_json", "Frames are JSON text, not binary.")
 
     async def _dispatch(self, frame: Any) -> None:
         match frame:
