@@ -29,6 +29,7 @@ from chatforge.realtime.envelope import (
     dumps,
     user_topic,
 )
+from chatforge.realtime.flood import FrameBudget, Verdict
 from chatforge.services.conversations import ResyncRequired
 from chatforge.services.policy import require_role
 from chatforge.store.models import Role, User
@@ -124,12 +125,24 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
     await websocket.accept()
     connection = SocketConnection(websocket, user)
     session = ClientSession(ctx, connection)
+    budget = FrameBudget(rate=ctx.settings.ws_frames_per_second, burst=ctx.settings.ws_frame_burst)
     await session.open()
     try:
         while True:
             message = await websocket.receive()
             if message["type"] == "websocket.disconnect":
                 raise WebSocketDisconnect(message.get("code", 1000))
+            verdict = budget.take()
+            if verdict is not Verdict.accept:
+                # Refused before parsing: a flood costs this process as little as possible.
+                if verdict is Verdict.refuse:
+                    session.refuse_flood(budget.retry_after)
+                elif verdict is Verdict.disconnect:
+                    log.warning("closing flooding socket of user %s", user.id)
+                    await connection.finish()
+                    await websocket.close(POLICY_VIOLATION)
+                    return
+                continue
             text = message.get("text")
             if text is None:
                 # Frames are JSON text; a binary frame is refused like any bad frame.
@@ -219,6 +232,9 @@ class ClientSession:
                 retry_after=getattr(exc, "retry_after", None),
                 conversation_id=getattr(frame, "conversation_id", None),
             )
+
+    def refuse_flood(self, retry_after: int) -> None:
+        self._error("rate_limited", "Too many frames; slow down.", retry_after=retry_after)
 
     def refuse_binary(self) -> None:
         self._error("bad_json", "Frames are JSON text, not binary.")
