@@ -34,6 +34,7 @@ SPEAKERS = frozenset({USER, MODERATOR})
 INSTRUCTORS = (
     STAFF  # of the session room in question  # only the two people in the conversation write in it
 )
+ANNOTATORS = frozenset({ANNOTATOR, ADMIN})
 
 ALLOWED: dict[tuple[str, str], frozenset[str]] = {
     # -- REST API ---------------------------------------------------------------------------
@@ -54,6 +55,17 @@ ALLOWED: dict[tuple[str, str], frozenset[str]] = {
     ("DELETE", "/api/topics/{topic_id}"): ADMINS,
     ("GET", "/api/features"): EVERYONE,
     ("PUT", "/api/features/{role}"): ADMINS,
+    ("GET", "/api/annotation/conversations"): ANNOTATORS,
+    ("GET", "/api/annotation/conversations/{conversation_id}"): ANNOTATORS,
+    ("DELETE", "/api/annotation/conversations/{conversation_id}"): ANNOTATORS,
+    ("POST", "/api/conversations/{conversation_id}/annotations"): ANNOTATORS,
+    ("PATCH", "/api/messages/{message_id}/correction"): ANNOTATORS,
+    ("PUT", "/api/messages/{message_id}/turn-rating"): ANNOTATORS,
+    ("GET", "/api/annotation/labels"): ANNOTATORS,
+    ("POST", "/api/annotation/labels"): ADMINS,
+    ("PATCH", "/api/annotation/labels/{label_id}"): ADMINS,
+    ("GET", "/api/annotation/dashboard"): ANNOTATORS,
+    ("GET", "/api/datasets/export"): ANNOTATORS,
     ("GET", "/healthz"): EVERYONE,
     ("GET", "/metrics"): EVERYONE,
     # Live sessions: the world makes a moderator or admin caller the room's instructor and
@@ -96,7 +108,20 @@ ALLOWED: dict[tuple[str, str], frozenset[str]] = {
     ("POST", "/sessions/{conversation_id}/join"): LOGGED_IN,
     ("POST", "/sessions/{conversation_id}/leave"): LOGGED_IN,
     ("POST", "/sessions/{conversation_id}/messages"): LOGGED_IN,
-    ("GET", "/annotate"): frozenset({ANNOTATOR, ADMIN}),
+    ("GET", "/annotate"): ANNOTATORS,
+    ("GET", "/annotate/dashboard"): ANNOTATORS,
+    ("GET", "/annotate/export"): ANNOTATORS,
+    ("GET", "/annotate/export/download"): ANNOTATORS,
+    ("GET", "/annotate/{conversation_id}"): ANNOTATORS,
+    ("POST", "/annotate/{conversation_id}/annotation"): ANNOTATORS,
+    ("POST", "/annotate/{conversation_id}/messages/{message_id}/correction"): ANNOTATORS,
+    ("POST", "/annotate/{conversation_id}/messages/{message_id}/exclusion"): ANNOTATORS,
+    ("POST", "/annotate/{conversation_id}/messages/{message_id}/verdict"): ANNOTATORS,
+    ("GET", "/annotate/{conversation_id}/delete"): ANNOTATORS,
+    ("POST", "/annotate/{conversation_id}/delete"): ANNOTATORS,
+    ("GET", "/admin/labels"): ADMINS,
+    ("POST", "/admin/labels"): ADMINS,
+    ("POST", "/admin/labels/{label_id}/active"): ADMINS,
     ("GET", "/admin/topics"): ADMINS,
     ("POST", "/admin/topics"): ADMINS,
     ("GET", "/admin/topics/{topic_id}/edit"): ADMINS,
@@ -180,6 +205,21 @@ class World:
     def transfer_target(self, who: str) -> User:
         """Someone other than whoever holds the conversation the caller transfers."""
         return self.helper if who == MODERATOR else self.actors[MODERATOR]
+
+    def new_label_id(self) -> int:
+        label = self.api.call(self.api.ctx.labels.create, self.actors[ADMIN], unique_name("label"))
+        return label.id
+
+    def finished_conversation(self) -> tuple[int, int]:
+        """A support conversation that has ended: (its id, the id of the moderator's answer)."""
+        api, ctx = self.api, self.api.ctx
+        owner = api.user()
+        conversation_id = api.call(ctx.support.open, owner, self.new_topic_id()).conversation.id
+        api.call(ctx.support.claim, self.helper, conversation_id)
+        api.call(ctx.messages.post, owner, conversation_id, "How do I rebase?")
+        answer = api.call(ctx.messages.post, self.helper, conversation_id, "git rebase -i")
+        api.call(ctx.support.end, owner, conversation_id)
+        return conversation_id, answer.message_id
 
     def session_room(self, who: str) -> tuple[int, int]:
         """A fresh live session and a message in it: (conversation id, message id).
@@ -290,6 +330,25 @@ REQUESTS: dict[tuple[str, str], Fields] = {
     },
     ("POST", "/admin/users/{user_id}/password"): lambda w, who: {"password": PASSWORD},
     ("POST", "/admin/features"): lambda w, who: {"text_user": "What users do."},
+    ("POST", "/api/conversations/{conversation_id}/annotations"): lambda w, who: {
+        "rating": "excellent"
+    },
+    ("PATCH", "/api/messages/{message_id}/correction"): lambda w, who: {"excluded": True},
+    ("PUT", "/api/messages/{message_id}/turn-rating"): lambda w, who: {"verdict": "good"},
+    ("POST", "/api/annotation/labels"): lambda w, who: {"name": unique_name("label")},
+    ("PATCH", "/api/annotation/labels/{label_id}"): lambda w, who: {"active": False},
+    ("POST", "/annotate/{conversation_id}/annotation"): lambda w, who: {"rating": "poor"},
+    ("POST", "/annotate/{conversation_id}/messages/{message_id}/correction"): lambda w, who: {
+        "text": "corrected"
+    },
+    ("POST", "/annotate/{conversation_id}/messages/{message_id}/exclusion"): lambda w, who: {
+        "excluded": "true"
+    },
+    ("POST", "/annotate/{conversation_id}/messages/{message_id}/verdict"): lambda w, who: {
+        "verdict": "bad"
+    },
+    ("POST", "/admin/labels"): lambda w, who: {"name": unique_name("label")},
+    ("POST", "/admin/labels/{label_id}/active"): lambda w, who: {"active": "false"},
 }
 
 
@@ -326,7 +385,13 @@ def call(
     path = template
     if "{topic_id}" in path:
         path = path.replace("{topic_id}", str(world.new_topic_id()))
-    if "{conversation_id}" in path and is_session_route(template):
+    if "{label_id}" in path:
+        path = path.replace("{label_id}", str(world.new_label_id()))
+    if "annotat" in template or template.startswith("/api/messages/"):
+        finished, answer = world.finished_conversation()
+        path = path.replace("{conversation_id}", str(finished))
+        path = path.replace("{message_id}", str(answer))
+    elif "{conversation_id}" in path and is_session_route(template):
         room, message = world.session_room(who)
         path = path.replace("{conversation_id}", str(room)).replace("{message_id}", str(message))
     elif "{conversation_id}" in path:

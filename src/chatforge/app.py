@@ -18,10 +18,12 @@ from starlette.types import ASGIApp
 
 from chatforge import __version__
 from chatforge.api import (
+    annotation,
     auth,
     bots,
     channels,
     conversations,
+    datasets,
     features,
     ops,
     topics,
@@ -35,7 +37,8 @@ from chatforge.realtime.endpoint import websocket_endpoint
 from chatforge.settings import Settings, load_settings
 from chatforge.web.headers import SecurityHeaders
 from chatforge.web.limits import BodyLimit
-from chatforge.web.pages import account, admin, chat, sessions, staff, support
+from chatforge.web.pages import account, admin, chat, sessions, support
+from chatforge.web.pages import annotation as annotation_pages
 from chatforge.web.pages import bots as bot_pages
 from chatforge.web.render import build_environment
 
@@ -131,7 +134,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         session_api.router,
         account.router,
         admin.router,
-        staff.router,
+        annotation.router,
+        datasets.router,
+        annotation_pages.router,
+        annotation_pages.labels_router,
         support.router,
         sessions.router,
         bots.router,

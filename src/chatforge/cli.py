@@ -4,22 +4,29 @@ from __future__ import annotations
 
 import asyncio
 import getpass
+import sys
 from collections.abc import Awaitable, Callable
+from datetime import date
+from enum import StrEnum
+from pathlib import Path
 from typing import Annotated, TypeVar
 
 import typer
 import uvicorn
 from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from chatforge.bots.registry import BotRegistry
 from chatforge.channels.console import run_console
 from chatforge.context import AppContext, build_context
+from chatforge.datasets.formats import ExportFormat
 from chatforge.demo import seed_demo
 from chatforge.errors import ChatforgeError
+from chatforge.services.selection import ConversationSelection
 from chatforge.settings import SettingsError, load_settings
 from chatforge.store import migrate
-from chatforge.store.models import Role
+from chatforge.store.models import ConversationKind, ConversationStatus, Rating, Role
 
 app = typer.Typer(help="chatforge: conversations between people and bots.", no_args_is_help=True)
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
@@ -135,6 +142,88 @@ def bot_console(
     except ChatforgeError as exc:
         console.print(f"[red]{exc.message}[/red]")
         raise typer.Exit(1) from exc
+
+
+def _day(value: str | None) -> date | None:
+    if not value:
+        return None
+    try:
+        return date.fromisoformat(value)
+    except ValueError as exc:
+        raise typer.BadParameter("dates are written YYYY-MM-DD") from exc
+
+
+class FinishedStatus(StrEnum):
+    done = "done"
+    annotated = "annotated"
+
+
+@app.command("export")
+def export(
+    format: Annotated[ExportFormat, typer.Option("--format", "-f", help="Dataset format.")],
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="File to write (default: standard output).")
+    ] = None,
+    topic_id: Annotated[int | None, typer.Option(help="Only this topic.")] = None,
+    status: Annotated[
+        FinishedStatus | None, typer.Option(help="done or annotated (default: both).")
+    ] = None,
+    kind: Annotated[ConversationKind | None, typer.Option(help="support, session or bot.")] = None,
+    channel: Annotated[str | None, typer.Option(help="web, whatsapp, messenger, ...")] = None,
+    user_rating: Annotated[Rating | None, typer.Option(help="The user's own rating.")] = None,
+    rating: Annotated[Rating | None, typer.Option(help="The annotators' rating.")] = None,
+    min_rating: Annotated[
+        Rating | None, typer.Option(help="At least this annotators' rating.")
+    ] = None,
+    ended_from: Annotated[str | None, typer.Option(help="Ended on or after (YYYY-MM-DD).")] = None,
+    ended_to: Annotated[str | None, typer.Option(help="Ended on or before (YYYY-MM-DD).")] = None,
+    q: Annotated[str | None, typer.Option("--q", help="Words the messages contain.")] = None,
+    redact_pii: Annotated[
+        bool, typer.Option("--redact-pii", help="Replace email addresses and phone numbers.")
+    ] = False,
+) -> None:
+    """Export finished conversations as a training dataset (streamed, with a progress bar)."""
+    _upgrade()
+    selection = ConversationSelection(
+        topic_id=topic_id,
+        status=ConversationStatus(status.value) if status else None,
+        kind=kind,
+        channel=channel,
+        user_rating=user_rating,
+        rating=rating,
+        min_rating=min_rating,
+        ended_from=_day(ended_from),
+        ended_to=_day(ended_to),
+        q=q,
+    )
+    progress_console = Console(stderr=True)
+
+    async def work(ctx: AppContext) -> int:
+        dataset = await ctx.datasets.export(None, format, selection, redact_pii=redact_pii)
+        target = out.open("w", encoding="utf-8", newline="") if out else sys.stdout
+        columns = (
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+        )
+        try:
+            with Progress(*columns, console=progress_console, transient=out is None) as bar:
+                task = bar.add_task(f"{format.value}", total=dataset.total)
+                async for chunk in dataset.chunks(lambda n: bar.advance(task, n)):
+                    target.write(chunk)
+        finally:
+            if out:
+                target.close()
+        return dataset.total
+
+    try:
+        total = _with_context(work)
+    except ChatforgeError as exc:
+        progress_console.print(f"[red]{exc.message}[/red]")
+        raise typer.Exit(1) from exc
+    if out:
+        progress_console.print(f"Exported {total} conversations to {out}.")
 
 
 @app.command()

@@ -26,14 +26,18 @@ from chatforge.realtime.hub import Hub
 from chatforge.realtime.redis_broker import RedisBroker
 from chatforge.realtime.typing import TypingTracker
 from chatforge.services.accounts import AccountService
+from chatforge.services.agreement import AgreementService
+from chatforge.services.annotation import AnnotationService
 from chatforge.services.bots import BotService
 from chatforge.services.conversations import ConversationService
 from chatforge.services.coordination import Leases
+from chatforge.services.datasets import DatasetService
 from chatforge.services.eventlog import EventHistory, EventLog
 from chatforge.services.exports import ExportService
 from chatforge.services.features import FeatureService
 from chatforge.services.handoff import SupportHandoffDesk
 from chatforge.services.hands import HandService
+from chatforge.services.labels import LabelService
 from chatforge.services.messages import MessageService
 from chatforge.services.moderation import ModerationService
 from chatforge.services.presence import Presence
@@ -81,6 +85,10 @@ class AppContext:
     reactions: ReactionService
     hands: HandService
     exports: ExportService
+    annotation: AnnotationService
+    labels: LabelService
+    agreement: AgreementService
+    datasets: DatasetService
     privacy: PrivacyService
 
     async def start(self) -> None:
@@ -183,5 +191,9 @@ def build_context(settings: Settings, *, limit_storage: Storage | None = None) -
         reactions=ReactionService(db, log, rate_limits, rule=rule(settings.session_reaction_rate)),
         hands=HandService(db, log),
         exports=ExportService(db),
+        annotation=AnnotationService(db),
+        labels=LabelService(db),
+        agreement=AgreementService(db),
+        datasets=DatasetService(db),
         privacy=PrivacyService(db, broker),
     )

@@ -11,6 +11,7 @@ frames). Each carries a stable machine-readable ``code``::
     ├── NotFound          404  no such thing (or you may not know it exists)
     ├── Conflict          409  the current state does not allow it
     ├── Invalid           422  the input is wrong
+    │   └── BadQuery      400  a search or filter the engine cannot run (e.g. full-text syntax)
     └── RateLimited       429  too many attempts; ``retry_after`` seconds to wait
 """
 
@@ -58,6 +59,11 @@ class Conflict(ChatforgeError):
 class Invalid(ChatforgeError):
     status = 422
     default_code = "invalid"
+
+
+class BadQuery(Invalid):
+    status = 400
+    default_code = "bad_query"
 
 
 class RateLimited(ChatforgeError):

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import functools
-import json
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, text
 from starlette.websockets import WebSocketDisconnect
 
 from chatforge.api.deps import SESSION_COOKIE
@@ -66,16 +65,21 @@ def subject_with_data(api: Api) -> tuple[User, dict[str, int]]:
 
 
 async def dump_every_table(ctx: AppContext) -> list[tuple[str, str]]:
-    """(table, text) for every text and JSON value in every table of the schema."""
+    """(table, text) for every value of every table in the database file, including those
+    outside the models (the full-text index and its shadow tables, read as raw bytes)."""
     found: list[tuple[str, str]] = []
     async with ctx.db.read() as session:
-        for table in Base.metadata.sorted_tables:
-            for row in (await session.execute(select(table))).all():
+        names = list(
+            await session.scalars(text("SELECT name FROM sqlite_master WHERE type = 'table'"))
+        )
+        assert {t.name for t in Base.metadata.sorted_tables} <= set(names)
+        for name in names:
+            for row in (await session.execute(text(f'SELECT * FROM "{name}"'))).all():
                 for value in row:
-                    if isinstance(value, str):
-                        found.append((table.name, value))
-                    elif isinstance(value, dict | list):
-                        found.append((table.name, json.dumps(value, ensure_ascii=False)))
+                    if isinstance(value, bytes):
+                        found.append((name, value.decode("utf-8", "replace")))
+                    elif value is not None:
+                        found.append((name, str(value)))
     return found
 
 
@@ -91,6 +95,11 @@ def test_erasure_leaves_no_trace_and_ends_every_session(api: Api) -> None:
     before = {table for table, _ in traces(api.call(dump_every_table, api.ctx))}
     assert {"users", "messages", "events", "channel_identities", "conversations", "mutes"} <= before
     assert {"bot_interactions", "audit_log"} <= before
+
+    shown = api.client.get(
+        "/api/datasets/export", params={"format": "json"}, headers=api.auth(admin)
+    )
+    assert CANARY in shown.text  # so its absence afterwards means something
 
     token = api.token(subject)
     moderator_auth = api.auth(api.call(api.ctx.accounts.get_user, admin, ids["moderator"]))
@@ -127,7 +136,14 @@ def test_erasure_leaves_no_trace_and_ends_every_session(api: Api) -> None:
     bodies = [item["body"] for item in history]
     assert ERASED in bodies and "Thanks, noted." in bodies
 
-    # No export shows it either.
+    # No export shows it either: the session's, nor the training datasets.
+    for fmt in ("openai-jsonl", "sharegpt", "json", "csv"):
+        dataset = api.client.get(
+            "/api/datasets/export", params={"format": fmt}, headers=api.auth(admin)
+        )
+        assert dataset.status_code == 200, dataset.text
+        assert CANARY.lower() not in dataset.text.lower()
+        assert PHONE_DIGITS not in dataset.text
     for fmt in ("json", "csv", "txt"):
         export = api.client.get(
             f"/api/conversations/{ids['room']}/export",

@@ -11,24 +11,15 @@ from pathlib import Path
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
+from playwright.sync_api import Browser, BrowserContext, Page, expect
 
 from chatforge.context import AppContext
 from chatforge.store.models import Role, User
 from tests.factories import make_user, with_context
-from tests.servers import LiveServer, chatforge_server, missing
+from tests.servers import LiveServer, chatforge_server
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-    "--disable-sync",
-]
 WAIT_MS = 5000
 
 
@@ -36,16 +27,6 @@ WAIT_MS = 5000
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     with chatforge_server(tmp_path_factory.mktemp("sessions-e2e")) as live:
         yield live
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    if not Path(CHROMIUM).exists():
-        missing(f"{CHROMIUM} not found: apt-get install chromium")
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
-        yield launched
-        launched.close()
 
 
 @dataclass

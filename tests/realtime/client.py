@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -70,26 +70,24 @@ class WsClient:
 
     async def expect(self, type: str, within: float = TIMEOUT, **fields: Any) -> dict[str, Any]:
         """The first unread frame of ``type`` (matching ``fields``); others stay unread."""
+        return await self._first(
+            lambda f: f.get("type") == type and all(f.get(k) == v for k, v in fields.items()),
+            within,
+        )
+
+    async def expect_any(self, *types: str, within: float = TIMEOUT) -> dict[str, Any]:
+        """The first unread frame whose type is one of ``types``; others stay unread."""
+        return await self._first(lambda f: f.get("type") in types, within)
+
+    async def _first(
+        self, matches: Callable[[dict[str, Any]], bool], within: float
+    ) -> dict[str, Any]:
         deadline = asyncio.get_running_loop().time() + within
         while True:
             for index, frame in enumerate(self._inbox):
-                if frame.get("type") == type and all(frame.get(k) == v for k, v in fields.items()):
+                if matches(frame):
                     return self._inbox.pop(index)
             await self._wait(deadline)
-
-    async def expect_any(self, *types: str, within: float = TIMEOUT) -> dict[str, Any]:
-        """The next frame whose type is one of ``types``; others are kept for later reads."""
-        skipped: list[dict[str, Any]] = []
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + within
-        try:
-            while True:
-                frame = await self.next(max(0.01, deadline - loop.time()))
-                if frame.get("type") in types:
-                    return frame
-                skipped.append(frame)
-        finally:
-            self._unread[:0] = skipped
 
     async def drain(self, quiet: float = 0.3) -> list[dict[str, Any]]:
         """Everything unread, once the socket has been quiet for ``quiet`` seconds."""

@@ -25,7 +25,7 @@ from sqlalchemy import func, select
 
 from chatforge.context import AppContext
 from chatforge.store import migrate
-from chatforge.store.models import Event, Message, Role
+from chatforge.store.models import Conversation, Event, Message, Role
 from tests.factories import make_user, with_context
 from tests.servers import SECRET, free_port, postgres_server, redis_server, server_env
 
@@ -225,8 +225,13 @@ async def test_sigkill_loses_no_acknowledged_message(base: Path, services: tuple
                 break
             await asyncio.sleep(0.1)
         # Events committed by a killed process before it published them arrive through the
-        # periodic catch-up (every second here).
-        await asyncio.sleep(3)
+        # periodic catch-up (every second here): wait until every client has reached the end of
+        # its conversation, or give up after 20 s and let the report show what is missing.
+        for _ in range(40):
+            latest = await asyncio.to_thread(last_seqs, base, database_url)
+            if all(c.last_seq >= latest.get(c.conversation_id, 0) for c in clients):
+                break
+            await asyncio.sleep(0.5)
         drained.set()
         await asyncio.gather(*tasks)
         report = await asyncio.to_thread(check, base, database_url, clients)
@@ -270,6 +275,15 @@ def make_clients(base: Path, database_url: str, processes: list[Process]) -> lis
         return clients
 
     return with_context(base, create, secret_key=SECRET, database_url=database_url)
+
+
+def last_seqs(base: Path, database_url: str) -> dict[int, int]:
+    async def read(ctx: AppContext) -> dict[int, int]:
+        async with ctx.db.read() as session:
+            rows = await session.execute(select(Conversation.id, Conversation.last_seq))
+            return dict(rows.tuples().all())
+
+    return with_context(base, read, secret_key=SECRET, database_url=database_url)
 
 
 def check(base: Path, database_url: str, clients: list[Client]) -> dict[str, int]:

@@ -18,6 +18,7 @@ from chatforge.settings import load_settings
 from chatforge.store import migrate
 from chatforge.store.models import Role
 from tests.conftest import Api
+from tests.corpus import Said, finished_conversation
 from tests.factories import PASSWORD, make_conversation, make_topic, unique_name
 from tests.servers import SECRET
 from tests.store.test_migrations import check_round_trip
@@ -205,3 +206,45 @@ def test_features_text_round_trip(pg_api: Api) -> None:
         assert response.status_code == 204
 
     assert pg_api.client.get("/api/features").json()["roles"]["annotator"] == "second text"
+
+
+def test_annotation_search_runs_on_postgresql_full_text(pg_api: Api) -> None:
+    """N1 on PostgreSQL: tsvector search, corrections searchable, hostile input harmless."""
+    user, moderator = pg_api.user(Role.user), pg_api.user(Role.moderator)
+    annotator = pg_api.user(Role.annotator)
+    rebase = pg_api.call(
+        finished_conversation,
+        pg_api.ctx,
+        user,
+        [Said(user, "How do I rebase my branch?"), Said(moderator, "Run git rebase main.")],
+    )
+    window = pg_api.call(
+        finished_conversation,
+        pg_api.ctx,
+        user,
+        [Said(user, "What is a window function?"), Said(moderator, "It ranks rows.")],
+    )
+
+    def found(query: str) -> list[int]:
+        response = pg_api.client.get(
+            "/api/annotation/conversations", params={"q": query}, headers=pg_api.auth(annotator)
+        )
+        assert response.status_code == 200, response.text
+        return [item["conversation"]["id"] for item in response.json()["items"]]
+
+    assert found("rebase") == [rebase.id]
+    assert found("REBASE") == [rebase.id]  # words match whatever their case, as on SQLite
+    assert found("window function") == [window.id]  # every word, in one message
+    assert found("kubernetes") == []
+    for hostile in ['"', "NEAR(", "rebase & | !", "(((", "a' OR '1'='1", "\\x00"]:
+        response = pg_api.client.get(
+            "/api/annotation/conversations", params={"q": hostile}, headers=pg_api.auth(annotator)
+        )
+        assert response.status_code in {200, 400}, (hostile, response.text)
+    corrected = pg_api.client.patch(
+        f"/api/messages/{window.message_ids[1]}/correction",
+        json={"text": "It computes over a partition of rows."},
+        headers=pg_api.auth(annotator),
+    )
+    assert corrected.status_code == 200, corrected.text
+    assert found("partition") == [window.id]

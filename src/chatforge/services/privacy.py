@@ -17,7 +17,7 @@ from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import CompoundSelect, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from chatforge.errors import Forbidden, NotFound
@@ -25,6 +25,7 @@ from chatforge.realtime.broker import Broker
 from chatforge.realtime.envelope import SESSION_REVOKED_FRAME, Envelope, user_topic
 from chatforge.services import audit
 from chatforge.services.policy import require_admin
+from chatforge.store.annotation_models import Annotation
 from chatforge.store.bot_models import BotInteraction, BotState
 from chatforge.store.database import Database
 from chatforge.store.models import (
@@ -147,6 +148,12 @@ class PrivacyService:
                 events=report.events,
                 audit_records=report.audit_records,
             )
+        if self.db.is_sqlite:
+            # FTS5 keeps deleted terms in its segments until they are merged: merge them now.
+            async with self.db.write() as session:
+                await session.execute(
+                    text("INSERT INTO message_search(message_search) VALUES ('optimize')")
+                )
         # After the commit: live sockets of theirs, on any process, close.
         await self.broker.publish(Envelope(topic=user_topic(user_id), frame=SESSION_REVOKED_FRAME))
         return report
@@ -206,6 +213,11 @@ class PrivacyService:
         for mute in await session.scalars(select(Mute).where(Mute.user_id == uid)):
             mute.reason = ERASED if mute.reason else ""
 
+        for annotation in await session.scalars(
+            select(Annotation).where(Annotation.conversation_id.in_(self._taken_part(uid)))
+        ):
+            annotation.notes = scrub.text(annotation.notes)
+
         events = await self._scrub_events(session, uid, scrub, bot_conversations)
         records = await self._scrub_audit(session, uid, scrub)
         return ErasureReport(uid, len(own_messages), events, records)
@@ -214,16 +226,7 @@ class PrivacyService:
         self, session: AsyncSession, uid: int, scrub: Scrubber, bot_conversations: set[int]
     ) -> int:
         """Rewrite the payloads of events in conversations the person took part in."""
-        theirs = (
-            select(Participant.conversation_id)
-            .where(Participant.user_id == uid)
-            .union(
-                select(Conversation.id).where(
-                    or_(Conversation.owner_id == uid, Conversation.assignee_id == uid)
-                ),
-                select(Message.conversation_id).where(Message.sender_id == uid),
-            )
-        )
+        theirs = self._taken_part(uid)
         changed, after = 0, 0
         while True:
             batch = list(
@@ -247,6 +250,20 @@ class PrivacyService:
                     event.payload = payload
                     changed += 1
             after = batch[-1].id
+
+    @staticmethod
+    def _taken_part(uid: int) -> CompoundSelect[int]:
+        """Ids of the conversations ``uid`` owned, held, joined or wrote in."""
+        return (
+            select(Participant.conversation_id)
+            .where(Participant.user_id == uid)
+            .union(
+                select(Conversation.id).where(
+                    or_(Conversation.owner_id == uid, Conversation.assignee_id == uid)
+                ),
+                select(Message.conversation_id).where(Message.sender_id == uid),
+            )
+        )
 
     async def _scrub_audit(self, session: AsyncSession, uid: int, scrub: Scrubber) -> int:
         """Audit records keep who did what, but not the person's text or names."""
@@ -356,18 +373,7 @@ class PrivacyService:
 
     async def _conversations(self, uid: int) -> AsyncIterator[dict[str, Any]]:
         async with self.db.read() as session:
-            ids = list(
-                await session.scalars(
-                    select(Participant.conversation_id)
-                    .where(Participant.user_id == uid)
-                    .union(
-                        select(Conversation.id).where(
-                            or_(Conversation.owner_id == uid, Conversation.assignee_id == uid)
-                        ),
-                        select(Message.conversation_id).where(Message.sender_id == uid),
-                    )
-                )
-            )
+            ids = list(await session.scalars(self._taken_part(uid)))
         for conversation_id in sorted(ids):
             async with self.db.read() as session:
                 conversation = await session.get(Conversation, conversation_id)

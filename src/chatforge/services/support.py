@@ -151,13 +151,8 @@ class SupportService:
     ) -> None:
         # Lock the moderator's row (PostgreSQL) so two claims of theirs count one another.
         await session.scalar(select(User.id).where(User.id == moderator.id).with_for_update())
-        held = await session.scalar(
-            select(func.count()).where(
-                Conversation.assignee_id == moderator.id,
-                Conversation.status == ConversationStatus.active,
-            )
-        )
-        if (held or 0) >= self.max_active:
+        held = await _active_held_by(session, moderator.id)
+        if held >= self.max_active:
             raise Conflict(
                 f"You already hold {held} active conversation(s); end one first.",
                 code="too_many_active",
@@ -279,13 +274,7 @@ class SupportService:
                 raise Invalid("Transfer to an active moderator.", code="invalid_moderator")
             if target.id == conversation.assignee_id:
                 raise Conflict("They hold it already.", code="same_moderator")
-            held = await session.scalar(
-                select(func.count()).where(
-                    Conversation.assignee_id == target.id,
-                    Conversation.status == ConversationStatus.active,
-                )
-            )
-            if (held or 0) >= self.max_active:
+            if await _active_held_by(session, target.id) >= self.max_active:
                 raise Conflict(
                     f"{target.display_name} holds the most they can.", code="too_many_active"
                 )
@@ -470,3 +459,14 @@ class SupportService:
     async def _view(self, conversation_id: int) -> ConversationView:
         async with self.db.read() as session:
             return await load_view(session, conversation_id)
+
+
+async def _active_held_by(session: AsyncSession, moderator_id: int) -> int:
+    """How many active support conversations a moderator holds."""
+    held = await session.scalar(
+        select(func.count()).where(
+            Conversation.assignee_id == moderator_id,
+            Conversation.status == ConversationStatus.active,
+        )
+    )
+    return held or 0

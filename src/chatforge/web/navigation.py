@@ -25,6 +25,7 @@ NAV_ITEMS: tuple[NavItem, ...] = (
     NavItem("Bots", "/bots", frozenset({Role.moderator, Role.admin})),
     NavItem("Topics", "/admin/topics", frozenset({Role.admin})),
     NavItem("Users", "/admin/users", frozenset({Role.admin})),
+    NavItem("Labels", "/admin/labels", frozenset({Role.admin})),
     NavItem("Features", "/features", EVERYONE),
     NavItem("Profile", "/profile", EVERYONE),
 )

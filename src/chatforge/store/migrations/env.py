@@ -8,7 +8,12 @@ from alembic import context
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from chatforge.store import bot_models, session_models  # noqa: F401  (registers their tables)
+from chatforge.store import (  # noqa: F401  (registers their tables)
+    annotation_models,
+    bot_models,
+    session_models,
+)
+from chatforge.store.annotation_models import in_models
 from chatforge.store.models import Base
 
 target_metadata = Base.metadata
@@ -19,6 +24,7 @@ def _run(connection: Connection) -> None:
         connection=connection,
         target_metadata=target_metadata,
         render_as_batch=connection.dialect.name == "sqlite",
+        include_name=in_models,
     )
     with context.begin_transaction():
         context.run_migrations()

@@ -118,4 +118,44 @@ function newClientId() {
   return Date.now().toString(36) + Math.random().toString(36).slice(2);
 }
 
+// A message form: Enter sends (Shift+Enter breaks the line), typing is signalled and renewed
+// well inside the server's 5 s expiry. `extra()` adds fields to each message (a recipient).
+function bindComposer(composer, socket, conversationId, extra = () => ({})) {
+  const input = composer.querySelector("textarea");
+  let typingSince = 0;
+  composer.addEventListener("submit", (event) => {
+    event.preventDefault();
+    const body = input.value;
+    if (!body.trim()) return;
+    socket.send(conversationId, body, extra());
+    input.value = "";
+    socket.typing(conversationId, false);
+    typingSince = 0;
+  });
+  input.addEventListener("keydown", (event) => {
+    if (event.key === "Enter" && !event.shiftKey) {
+      event.preventDefault();
+      composer.requestSubmit();
+    }
+  });
+  input.addEventListener("input", () => {
+    const now = Date.now();
+    if (now - typingSince > 2000) {
+      socket.typing(conversationId, true);
+      typingSince = now;
+    }
+  });
+}
+
+// An error for the person at the keyboard, announced by screen readers.
+function showError(message) {
+  const item = document.createElement("p");
+  item.className = "flash flash-error";
+  item.setAttribute("role", "alert");
+  item.textContent = message;
+  document.querySelector(".flashes").append(item);
+}
+
 window.ChatSocket = ChatSocket;
+window.bindComposer = bindComposer;
+window.showError = showError;

@@ -269,42 +269,14 @@ function bindRoom(room, socket) {
       case "typing_stop": typists.delete(frame.user_id); showTyping(); break;
       case "error":
         if (frame.code === "muted") setMuted(frame.message, null);
-        else showError(frame.message);
+        else window.showError(frame.message);
         break;
     }
   });
   socket.subscribe(id, Number(room.dataset.lastSeq));
 
   // -- sending ----------------------------------------------------------------------------
-  let typingSince = 0;
-  composer.addEventListener("submit", (event) => {
-    event.preventDefault();
-    const body = input.value;
-    if (!body.trim()) return;
-    const extra = recipient.value ? { recipient_id: Number(recipient.value) } : {};
-    socket.send(id, body, extra);
-    input.value = "";
-    socket.typing(id, false);
-    typingSince = 0;
-  });
-  input.addEventListener("keydown", (event) => {
-    if (event.key === "Enter" && !event.shiftKey) {
-      event.preventDefault();
-      composer.requestSubmit();
-    }
-  });
-  input.addEventListener("input", () => {
-    const now = Date.now();
-    if (now - typingSince > 2000) {   // renew well inside the server's 5 s expiry
-      socket.typing(id, true);
-      typingSince = now;
-    }
-  });
+  window.bindComposer(composer, socket, id, () =>
+    recipient.value ? { recipient_id: Number(recipient.value) } : {});
 }
 
-function showError(message) {
-  const box = document.querySelector(".flashes");
-  const item = el("p", "flash flash-error", message);
-  item.setAttribute("role", "alert");
-  box.append(item);
-}

@@ -94,47 +94,15 @@ function bindChat(chat, socket) {
         }
         break;
       case "error":
-        if (frame.client_id) alertError(frame.message);
+        if (frame.client_id) window.showError(frame.message);
         break;
     }
   });
   socket.subscribe(id, Number(chat.dataset.lastSeq));
 
-  if (!composer) return;
-  const input = composer.querySelector("textarea");
-  let typingSince = 0;
-  composer.addEventListener("submit", (event) => {
-    event.preventDefault();
-    const body = input.value;
-    if (!body.trim()) return;
-    socket.send(id, body);
-    input.value = "";
-    socket.typing(id, false);
-    typingSince = 0;
-  });
-  input.addEventListener("keydown", (event) => {
-    if (event.key === "Enter" && !event.shiftKey) {
-      event.preventDefault();
-      composer.requestSubmit();
-    }
-  });
-  input.addEventListener("input", () => {
-    const now = Date.now();
-    if (now - typingSince > 2000) {   // renew well inside the server's 5 s expiry
-      socket.typing(id, true);
-      typingSince = now;
-    }
-  });
+  if (composer) window.bindComposer(composer, socket, id);
 }
 
-function alertError(message) {
-  const box = document.querySelector(".flashes");
-  const item = document.createElement("p");
-  item.className = "flash flash-error";
-  item.setAttribute("role", "alert");
-  item.textContent = message;
-  box.append(item);
-}
 
 function bindQueue(table, socket) {
   const csrf = table.dataset.csrf;
