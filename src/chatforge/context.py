@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 
 import httpx
@@ -22,6 +22,7 @@ from chatforge.channels.relay import ChannelRelay
 from chatforge.channels.twilio_whatsapp import TwilioWhatsApp
 from chatforge.channels.web import WebWidget
 from chatforge.realtime.broker import Broker
+from chatforge.realtime.flood import FloodCooldown
 from chatforge.realtime.hub import Hub
 from chatforge.realtime.redis_broker import RedisBroker
 from chatforge.realtime.typing import TypingTracker
@@ -90,6 +91,8 @@ class AppContext:
     agreement: AgreementService
     datasets: DatasetService
     privacy: PrivacyService
+    # Users cut off for flooding /ws, refused new sockets for a while (this process only).
+    flood_cooldown: FloodCooldown = field(default_factory=FloodCooldown)
 
     async def start(self) -> None:
         if isinstance(self.broker, RedisBroker):

@@ -110,7 +110,10 @@ async def authenticate(websocket: WebSocket, ctx: AppContext) -> User | None:
         if origin is None or origin.rstrip("/") not in allowed_origins(websocket, ctx.settings):
             return None
     try:
-        return await ctx.accounts.user_for_token(ctx.tokens.read(token))
+        claims = ctx.tokens.read(token)
+        if ctx.flood_cooldown.active(claims.user_id):
+            return None
+        return await ctx.accounts.user_for_token(claims)
     except ChatforgeError:
         return None
 
@@ -139,6 +142,7 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
                     session.refuse_flood(budget.retry_after)
                 elif verdict is Verdict.disconnect:
                     log.warning("closing flooding socket of user %s", user.id)
+                    ctx.flood_cooldown.start(user.id)
                     await connection.finish()
                     await websocket.close(POLICY_VIOLATION)
                     return

@@ -1,10 +1,11 @@
 """Per-socket flood control: a token bucket over the frames one client sends (pure).
 
-A socket may send ``rate`` frames a second on average and ``burst`` at once. Frames over that
-are refused before they are parsed (the cheapest possible refusal), with an ``error`` frame
-``rate_limited`` that says when to try again, at most once a second. A client that keeps
-flooding (``close_after`` refused frames without a quiet pause of ``forgive_after`` seconds)
-is disconnected.
+A socket may send ``rate`` frames a second on average and ``burst`` at once. A frame over that
+is dropped before it is parsed as JSON, with an ``error`` frame ``rate_limited`` that says when
+to try again (at most once a second). A client that keeps flooding (``close_after`` dropped
+frames without a quiet pause of ``forgive_after`` seconds) is disconnected with 1008: the
+server still has to read every frame off the socket, so a flood is cut short rather than
+merely ignored.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ class Verdict(Enum):
 class FrameBudget:
     rate: float = 30.0
     burst: float = 60.0
-    close_after: int = 600
+    close_after: int = 120
     forgive_after: float = 5.0
     clock: Callable[[], float] = time.monotonic
     tokens: float = field(init=False)
@@ -63,3 +64,22 @@ class FrameBudget:
     def retry_after(self) -> int:
         """Whole seconds until the next frame would be accepted (at least 1)."""
         return max(1, math.ceil((1 - self.tokens) / self.rate))
+
+
+@dataclass
+class FloodCooldown:
+    """Users disconnected for flooding, who may not open a new socket on this process for a
+    while: reconnecting at once would make every flood cost a handshake and a login."""
+
+    seconds: float = 10.0
+    clock: Callable[[], float] = time.monotonic
+    _until: dict[int, float] = field(default_factory=dict)
+
+    def start(self, user_id: int) -> None:
+        now = self.clock()
+        # Forget expired entries as new ones come, so the map stays as small as the floods.
+        self._until = {uid: t for uid, t in self._until.items() if t > now}
+        self._until[user_id] = now + self.seconds
+
+    def active(self, user_id: int) -> bool:
+        return self._until.get(user_id, -math.inf) > self.clock()
