@@ -17,7 +17,7 @@ LIMIT = 0.500
 
 async def trickle(port: int, stop: asyncio.Event, opened: list[int]) -> None:
     try:
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        _reader, writer = await asyncio.open_connection("127.0.0.1", port)
     except OSError:
         return
     opened.append(1)
