@@ -47,6 +47,7 @@ def subject_with_data(api: Api) -> tuple[User, dict[str, int]]:
         await ctx.support.claim(moderator, support)
         await ctx.messages.post(user, support, f"my secret is {CANARY}")
         await ctx.messages.post(moderator, support, "Thanks, noted.")
+        await ctx.messages.post(moderator, support, f"Bye Zed {CANARY}")
         await ctx.support.end(user, support)
         await ctx.support.rate(user, support, Rating.poor, f"{CANARY} was rude")
         room = (await ctx.sessions.create(moderator, "Class", None)).id
@@ -135,6 +136,7 @@ def test_erasure_leaves_no_trace_and_ends_every_session(api: Api) -> None:
     ).json()
     bodies = [item["body"] for item in history]
     assert ERASED in bodies and "Thanks, noted." in bodies
+    assert f"Bye erased-{subject.id}" in bodies  # others' words stay, without the name
 
     # No export shows it either: the session's, nor the training datasets.
     for fmt in ("openai-jsonl", "sharegpt", "json", "csv"):
@@ -230,13 +232,22 @@ def test_a_user_downloads_all_of_their_own_data(api: Api) -> None:
 
 
 def test_scrubber_replaces_whole_texts_and_names_inside_json() -> None:
-    scrub = Scrubber.build({"secret words"}, {"Zed Qzx", "ab"}, "erased-7")
-    value = {"body": "secret words", "list": ["hi zed qzx!", 3, None], "name": "ab"}
+    scrub = Scrubber.build({"secret words", "ok"}, {"Zed Qzx", "ab"}, "erased-7")
+    value = {
+        "body": "secret words",
+        "quote": "you said “secret words”",
+        "list": ["hi zed qzx!", 3, None],
+        "name": "ab",  # too short to scrub out of other text safely
+        "reply": "ok",  # a short text of theirs is also everyone else's word
+    }
     assert scrub.value(value) == {
         "body": ERASED,
+        "quote": f"you said “{ERASED}”",
         "list": ["hi erased-7!", 3, None],
-        "name": "ab",  # too short to scrub out of other text safely
+        "name": "ab",
+        "reply": "ok",
     }
+    assert scrub.value(value, erase_keys={"reply"})["reply"] == ERASED
 
 
 def test_message_rows_survive_erasure(api: Api) -> None:

@@ -72,7 +72,8 @@ class Scrubber:
 
     @classmethod
     def build(cls, texts: Iterable[str], names: Iterable[str], replacement: str) -> Scrubber:
-        kept_texts = frozenset(t for t in texts if t)
+        # Short texts ("ok", "thanks") are everyone's: other people's equal words stay.
+        kept_texts = frozenset(t for t in texts if len(t) >= MIN_QUOTE_LENGTH)
         return cls(
             kept_texts,
             _alternation(t for t in kept_texts if len(t) >= MIN_QUOTE_LENGTH),
@@ -213,6 +214,29 @@ class PrivacyService:
         for mute in await session.scalars(select(Mute).where(Mute.user_id == uid)):
             mute.reason = ERASED if mute.reason else ""
 
+        # Other people's messages where they were: their names and quotes of them go, the same
+        # way as in the event log, so history read from either agrees.
+        after = 0
+        while True:
+            others = list(
+                await session.scalars(
+                    select(Message)
+                    .where(
+                        Message.conversation_id.in_(self._taken_part(uid)),
+                        Message.sender_id != uid,
+                        Message.id > after,
+                    )
+                    .order_by(Message.id)
+                    .limit(BATCH)
+                )
+            )
+            for message in others:
+                message.body = scrub.text(message.body)
+                if message.corrected_body is not None:
+                    message.corrected_body = scrub.text(message.corrected_body)
+            if len(others) < BATCH:
+                break
+            after = others[-1].id
         for annotation in await session.scalars(
             select(Annotation).where(Annotation.conversation_id.in_(self._taken_part(uid)))
         ):
