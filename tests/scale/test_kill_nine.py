@@ -281,7 +281,7 @@ def last_seqs(base: Path, database_url: str) -> dict[int, int]:
     async def read(ctx: AppContext) -> dict[int, int]:
         async with ctx.db.read() as session:
             rows = await session.execute(select(Conversation.id, Conversation.last_seq))
-            return dict(rows.tuples().all())
+            return dict(rows.all())
 
     return with_context(base, read, secret_key=SECRET, database_url=database_url)
 

@@ -253,7 +253,7 @@ class AccountService:
             rows = await session.execute(
                 select(User.id, User.display_name).where(User.id.in_(user_ids))
             )
-            return dict(rows.tuples().all())
+            return dict(rows.all())
 
     async def ensure_user(self, username: str, password: str, role: Role) -> tuple[User, bool]:
         """Create the account unless it exists (CLI and demo data); returns (user, created)."""

@@ -169,7 +169,7 @@ class EventHistory:
                     Conversation.id.in_(conversation_ids)
                 )
             )
-            return dict(rows.tuples().all())
+            return dict(rows.all())
 
     async def between(self, conversation_id: int, after: int, upto: int) -> list[Envelope]:
         async with self.db.read() as session:
