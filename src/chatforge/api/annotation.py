@@ -6,7 +6,7 @@ from dataclasses import asdict
 from datetime import date
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Path, Query, Response
+from fastapi import APIRouter, Depends, Query, Response
 
 from chatforge.api.annotation_schemas import (
     AgreementOut,
@@ -29,7 +29,7 @@ from chatforge.api.annotation_schemas import (
     TurnRatingOut,
 )
 from chatforge.api.conversations import out
-from chatforge.api.deps import Context, CurrentUser
+from chatforge.api.deps import Context, CurrentUser, PathId
 from chatforge.api.schemas import ErrorOut
 from chatforge.services.annotation import KEEP, AnnotationView
 from chatforge.services.policy import require_admin, require_role
@@ -42,7 +42,7 @@ router = APIRouter(
     responses={401: {"model": ErrorOut}, 403: {"model": ErrorOut}, 404: {"model": ErrorOut}},
 )
 
-Id = Annotated[int, Path(ge=1, le=2**31 - 1)]
+Id = PathId
 
 
 def selection_params(

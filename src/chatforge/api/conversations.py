@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Query
 from starlette.responses import JSONResponse, Response
 
-from chatforge.api.deps import Context, CurrentUser
+from chatforge.api.deps import Context, CurrentUser, PathId
 from chatforge.api.schemas import (
     ConversationOpenIn,
     ConversationOut,
@@ -31,7 +31,7 @@ router = APIRouter(
     responses={401: {"model": ErrorOut}, 403: {"model": ErrorOut}, 404: {"model": ErrorOut}},
 )
 
-ConversationId = Annotated[int, Path(ge=1, le=2**31 - 1)]
+ConversationId = PathId
 
 
 def out(view: ConversationView) -> ConversationOut:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Path, Request
 from fastapi.security import APIKeyCookie, HTTPAuthorizationCredentials, HTTPBearer
 from starlette.requests import HTTPConnection
 
@@ -15,6 +15,10 @@ from chatforge.web.origin import is_same_origin
 
 SESSION_COOKIE = "cf_session"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+MAX_ID = 2**31 - 1
+
+# A record id in a path: positive and within the database's integer range, else 422.
+PathId = Annotated[int, Path(ge=1, le=MAX_ID)]
 
 bearer_scheme = HTTPBearer(auto_error=False, description="A token from POST /api/auth/token")
 cookie_scheme = APIKeyCookie(

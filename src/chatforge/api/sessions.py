@@ -7,11 +7,11 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Query
 from starlette.responses import Response, StreamingResponse
 
 from chatforge.api.conversations import out
-from chatforge.api.deps import Context, CurrentUser
+from chatforge.api.deps import Context, CurrentUser, PathId
 from chatforge.api.schemas import (
     EMOJI_RULE,
     ConversationOut,
@@ -43,7 +43,7 @@ router = APIRouter(
     },
 )
 
-Id = Annotated[int, Path(ge=1, le=2**31 - 1)]
+Id = PathId
 
 
 def room_out(room: RoomView) -> RoomOut:

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query, status
+from fastapi import APIRouter, Query, status
 
-from chatforge.api.deps import Context, CurrentUser
+from chatforge.api.deps import Context, CurrentUser, PathId
 from chatforge.api.schemas import ErrorOut, TopicIn, TopicOut, TopicPatch
 from chatforge.services.policy import require_admin
 
 router = APIRouter(prefix="/api/topics", tags=["topics"], responses={401: {"model": ErrorOut}})
 
-TopicId = Annotated[int, Path(ge=1, le=2**31 - 1)]
+TopicId = PathId
 
 
 @router.get("", responses={403: {"model": ErrorOut}})

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Query
 from starlette.responses import StreamingResponse
 
-from chatforge.api.deps import Context, CurrentUser
+from chatforge.api.deps import Context, CurrentUser, PathId
 from chatforge.api.schemas import (
     ErasureOut,
     ErrorOut,
@@ -21,7 +21,7 @@ from chatforge.api.schemas import (
 
 router = APIRouter(prefix="/api", tags=["users"], responses={401: {"model": ErrorOut}})
 
-UserId = Annotated[int, Path(ge=1, le=2**31 - 1)]
+UserId = PathId
 
 
 @router.get("/me")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Form, Request
 
 from chatforge.api.deps import SESSION_COOKIE, Context, cookie_scheme
 from chatforge.errors import ChatforgeError, Forbidden, Unauthenticated
@@ -50,6 +50,8 @@ async def verify_csrf(request: Request, ctx: Context) -> None:
         )
 
 
+# A form field as text; handlers validate it through the services.
+FormStr = Annotated[str, Form()]
 PageUser = Annotated[User, Depends(require_page_user)]
 MaybePageUser = Annotated[User | None, Depends(page_user)]
 SESSION = SESSION_COOKIE

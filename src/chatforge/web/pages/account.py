@@ -2,21 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from fastapi import APIRouter, Depends, Form, Request
+from fastapi import APIRouter, Depends, Request
 from starlette.responses import Response, StreamingResponse
 
 from chatforge.api.auth import client_ip
 from chatforge.api.deps import SESSION_COOKIE, Context
 from chatforge.errors import ChatforgeError, Invalid, RateLimited, Unauthenticated
 from chatforge.store.models import Role, User
-from chatforge.web.deps import MaybePageUser, PageUser, verify_csrf
+from chatforge.web.deps import FormStr, MaybePageUser, PageUser, verify_csrf
 from chatforge.web.render import redirect, render
 
 router = APIRouter(dependencies=[Depends(verify_csrf)], include_in_schema=False)
-
-FormStr = Annotated[str, Form()]
 
 
 def safe_next(target: str | None) -> str:

@@ -5,14 +5,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import date
-from typing import Annotated, TypeVar
+from typing import TypeVar
 from urllib.parse import urlencode
 
-from fastapi import APIRouter, Depends, Form, Path, Request
+from fastapi import APIRouter, Depends, Request
 from starlette.responses import Response
 
 from chatforge.api.datasets import stream
-from chatforge.api.deps import Context
+from chatforge.api.deps import Context, PathId
 from chatforge.datasets.formats import ExportFormat
 from chatforge.errors import BadQuery, ChatforgeError, Invalid
 from chatforge.services.annotation import ConversationPage
@@ -20,7 +20,7 @@ from chatforge.services.policy import require_admin, require_role
 from chatforge.services.selection import ConversationSelection
 from chatforge.store.annotation_models import TurnVerdict
 from chatforge.store.models import ConversationKind, ConversationStatus, Rating, Role
-from chatforge.web.deps import PageUser, verify_csrf
+from chatforge.web.deps import FormStr, PageUser, verify_csrf
 from chatforge.web.render import redirect, render
 
 router = APIRouter(prefix="/annotate", dependencies=[Depends(verify_csrf)], include_in_schema=False)
@@ -28,8 +28,7 @@ labels_router = APIRouter(
     prefix="/admin/labels", dependencies=[Depends(verify_csrf)], include_in_schema=False
 )
 
-Id = Annotated[int, Path(ge=1, le=2**31 - 1)]
-FormStr = Annotated[str, Form()]
+Id = PathId
 E = TypeVar("E", Rating, ConversationKind)
 FILTERS = (
     "topic_id",

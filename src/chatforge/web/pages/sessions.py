@@ -7,23 +7,20 @@ no-JavaScript way to create, join, leave and send.
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from fastapi import APIRouter, Depends, Form, Path, Request
+from fastapi import APIRouter, Depends, Request
 from starlette.responses import Response
 
-from chatforge.api.deps import Context
+from chatforge.api.deps import Context, PathId
 from chatforge.errors import ChatforgeError, Forbidden
 from chatforge.services.reactions import EMOJI
 from chatforge.store.models import ConversationKind, Role
 from chatforge.store.types import utcnow
-from chatforge.web.deps import PageUser, verify_csrf
+from chatforge.web.deps import FormStr, PageUser, verify_csrf
 from chatforge.web.render import redirect, render
 
 router = APIRouter(dependencies=[Depends(verify_csrf)], include_in_schema=False)
 
-FormStr = Annotated[str, Form()]
-Id = Annotated[int, Path(ge=1, le=2**31 - 1)]
+Id = PathId
 
 
 def room_url(conversation_id: int) -> str:

@@ -2,22 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from fastapi import APIRouter, Depends, Form, Path, Request
+from fastapi import APIRouter, Depends, Request
 from starlette.responses import Response
 
-from chatforge.api.deps import Context
+from chatforge.api.deps import Context, PathId
 from chatforge.errors import ChatforgeError
 from chatforge.services.access import OPEN
 from chatforge.store.models import ConversationKind, Rating, Role
-from chatforge.web.deps import PageUser, verify_csrf
+from chatforge.web.deps import FormStr, PageUser, verify_csrf
 from chatforge.web.render import redirect, render
 
 router = APIRouter(dependencies=[Depends(verify_csrf)], include_in_schema=False)
 
-FormStr = Annotated[str, Form()]
-Id = Annotated[int, Path(ge=1, le=2**31 - 1)]
+Id = PathId
 
 
 def chat_url(conversation_id: int) -> str:
