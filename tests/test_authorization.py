@@ -43,6 +43,8 @@ ALLOWED: dict[tuple[str, str], frozenset[str]] = {
     ("GET", "/api/me"): LOGGED_IN,
     ("PATCH", "/api/me"): LOGGED_IN,
     ("POST", "/api/me/password"): LOGGED_IN,
+    ("GET", "/api/me/export"): LOGGED_IN,
+    ("POST", "/api/users/{user_id}/erase"): ADMINS,
     ("GET", "/api/users"): ADMINS,
     ("GET", "/api/users/{user_id}"): ADMINS,
     ("PATCH", "/api/users/{user_id}"): ADMINS,
@@ -95,6 +97,7 @@ ALLOWED: dict[tuple[str, str], frozenset[str]] = {
     ("GET", "/profile"): LOGGED_IN,
     ("POST", "/profile"): LOGGED_IN,
     ("POST", "/profile/password"): LOGGED_IN,
+    ("GET", "/profile/export"): LOGGED_IN,
     ("GET", "/features"): EVERYONE,
     ("GET", "/moderate"): frozenset({MODERATOR, ADMIN}),
     ("GET", "/chat"): LOGGED_IN,
@@ -131,6 +134,8 @@ ALLOWED: dict[tuple[str, str], frozenset[str]] = {
     ("POST", "/admin/users/{user_id}/role"): ADMINS,
     ("POST", "/admin/users/{user_id}/active"): ADMINS,
     ("POST", "/admin/users/{user_id}/password"): ADMINS,
+    ("GET", "/admin/users/{user_id}/erase"): ADMINS,
+    ("POST", "/admin/users/{user_id}/erase"): ADMINS,
     ("GET", "/admin/features"): ADMINS,
     ("POST", "/admin/features"): ADMINS,
     # -- support conversations (the world makes a user caller the owner and a moderator caller
@@ -391,6 +396,9 @@ def call(
         path = path.replace("{conversation_id}", str(room)).replace("{message_id}", str(message))
     elif "{conversation_id}" in path:
         path = path.replace("{conversation_id}", str(world.conversation(method, template, who)))
+    if template.endswith("/erase"):
+        # Erasure is for good: each call erases someone of its own, not the shared target.
+        path = path.replace("{user_id}", str(api.user().id))
     path = path.replace("{user_id}", str(world.target.id)).replace("{role}", "user")
     path = path.replace("{name}", "challenge")
     fields = REQUESTS.get((method, template), lambda w, who: {})(world, who)

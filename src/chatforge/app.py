@@ -31,10 +31,12 @@ from chatforge.api import (
 )
 from chatforge.api import sessions as session_api
 from chatforge.api.errors import install_error_handlers
+from chatforge.api.openapi import build_openapi
 from chatforge.context import AppContext, build_context
 from chatforge.realtime.endpoint import websocket_endpoint
 from chatforge.settings import Settings, load_settings
 from chatforge.web.headers import SecurityHeaders
+from chatforge.web.limits import BodyLimit
 from chatforge.web.pages import account, admin, chat, sessions, support
 from chatforge.web.pages import annotation as annotation_pages
 from chatforge.web.pages import bots as bot_pages
@@ -68,14 +70,15 @@ async def catch_up_periodically(ctx: AppContext) -> None:
 
 
 class ChatforgeAPI(FastAPI):
-    """FastAPI with the security headers (and response counter) around the whole stack.
+    """FastAPI with the security headers (and response counter) and the body size cap around
+    the whole stack.
 
     ``add_middleware`` would place them inside Starlette's outermost error handler, so the 500
     page it sends would go out without them and uncounted.
     """
 
     def build_middleware_stack(self) -> ASGIApp:
-        return SecurityHeaders(super().build_middleware_stack())
+        return SecurityHeaders(BodyLimit(super().build_middleware_stack()))
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -118,6 +121,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         "WebSocket API.",
         lifespan=lifespan,
     )
+    app.openapi = lambda: build_openapi(app)  # type: ignore[method-assign]
     app.state.templates = build_environment()
     install_error_handlers(app)
     for router in (

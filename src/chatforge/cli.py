@@ -84,7 +84,15 @@ def serve(
         proxy_headers=False,
         ws_max_size=64 * 1024,
         ws_per_message_deflate=False,
+        # Slow and abusive clients (docs/security.md): idle keep-alive connections close after
+        # 15 s; request heads are capped at 16 KiB; past 2,000 open connections and requests a
+        # process answers 503 at once instead of running out of memory or file descriptors.
+        # uvicorn has no timeout for a head that trickles in: the reverse proxy's
+        # client_header_timeout is that defence (docs/deployment.md).
         timeout_keep_alive=15,
+        limit_concurrency=2000,
+        h11_max_incomplete_event_size=16 * 1024,
+        backlog=2048,
         log_level="info",
     )
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 
 import httpx
@@ -22,6 +22,7 @@ from chatforge.channels.relay import ChannelRelay
 from chatforge.channels.twilio_whatsapp import TwilioWhatsApp
 from chatforge.channels.web import WebWidget
 from chatforge.realtime.broker import Broker
+from chatforge.realtime.flood import FloodCooldown
 from chatforge.realtime.hub import Hub
 from chatforge.realtime.redis_broker import RedisBroker
 from chatforge.realtime.typing import TypingTracker
@@ -41,6 +42,7 @@ from chatforge.services.labels import LabelService
 from chatforge.services.messages import MessageService
 from chatforge.services.moderation import ModerationService
 from chatforge.services.presence import Presence
+from chatforge.services.privacy import PrivacyService
 from chatforge.services.profanity import ProfanityFilter
 from chatforge.services.ratelimits import LimitsRateLimits, rule
 from chatforge.services.reactions import ReactionService
@@ -88,6 +90,9 @@ class AppContext:
     labels: LabelService
     agreement: AgreementService
     datasets: DatasetService
+    privacy: PrivacyService
+    # Users cut off for flooding /ws, refused new sockets for a while (this process only).
+    flood_cooldown: FloodCooldown = field(default_factory=FloodCooldown)
 
     async def start(self) -> None:
         if isinstance(self.broker, RedisBroker):
@@ -193,4 +198,5 @@ def build_context(settings: Settings, *, limit_storage: Storage | None = None) -
         labels=LabelService(db),
         agreement=AgreementService(db),
         datasets=DatasetService(db),
+        privacy=PrivacyService(db, broker),
     )

@@ -41,6 +41,9 @@ class Settings(BaseSettings):
     auto_assign: bool = False
     replay_cap: int = Field(default=1000, ge=1)
     typing_ttl_seconds: float = Field(default=5.0, gt=0)
+    # Frames one WebSocket may send: this many a second on average, this many at once.
+    ws_frames_per_second: float = Field(default=30.0, gt=0)
+    ws_frame_burst: float = Field(default=60.0, ge=1)
     catch_up_seconds: float = Field(default=5.0, gt=0)
     sqlite_busy_timeout_ms: int = Field(default=5000, ge=0)
     # Live sessions (L9), in the ``limits`` notation; instructors are exempt.

@@ -25,10 +25,39 @@ class ErrorOut(BaseModel):
     code: str
 
 
+class FieldError(BaseModel):
+    loc: list[str | int]
+    msg: str
+    type: str
+
+
+class InvalidOut(BaseModel):
+    """A 422: a domain ``Invalid`` (``detail``, ``code``) or a request that failed validation,
+    which also lists the fields (``errors``); the raw input is never echoed."""
+
+    detail: str
+    code: str
+    errors: list[FieldError] | None = None
+
+
+# The services check these with precise error codes (``invalid_display_name``,
+# ``empty_body``, ``invalid_emoji``...); the OpenAPI document states the same rules, so clients
+# and fuzzers know what is accepted.
+# Control characters other than whitespace are refused; whitespace runs collapse to one space.
+DISPLAY_NAME_RULE: dict[str, Any] = {
+    "pattern": r"^[^\x00-\x08\x0e-\x1b]*[^\x00-\x08\x0e-\x1b\s][^\x00-\x08\x0e-\x1b]*$"
+}
+MESSAGE_RULE: dict[str, Any] = {"pattern": r"^[^\x00]*[^\x00\s][^\x00]*$", "maxLength": 4000}
+EMOJI_RULE: dict[str, Any] = {"enum": ["👍", "👏", "❤️", "🔥"]}
+CLIENT_ID_RULE: dict[str, Any] = {"pattern": r"^[\x20-\x7e]+$"}
+
+
 class RegisterIn(Body):
     username: str = Field(min_length=3, max_length=32, pattern=r"^[A-Za-z0-9_.-]+$")
     password: str = Field(min_length=8, max_length=128)
-    display_name: str | None = Field(default=None, min_length=1, max_length=64)
+    display_name: str | None = Field(
+        default=None, min_length=1, max_length=64, json_schema_extra=DISPLAY_NAME_RULE
+    )
 
 
 class TokenIn(Body):
@@ -51,6 +80,16 @@ class UserOut(Out):
     created_at: datetime
 
 
+class ErasureOut(BaseModel):
+    user_id: int
+    messages: int
+    """Messages whose text was replaced."""
+    events: int
+    """Events whose payload was scrubbed."""
+    audit_records: int
+    """Audit records whose detail was scrubbed."""
+
+
 class UserListOut(BaseModel):
     items: list[UserOut]
     total: int
@@ -59,7 +98,7 @@ class UserListOut(BaseModel):
 
 
 class ProfileIn(Body):
-    display_name: str = Field(min_length=1, max_length=64)
+    display_name: str = Field(min_length=1, max_length=64, json_schema_extra=DISPLAY_NAME_RULE)
 
 
 class PasswordChangeIn(Body):
@@ -150,8 +189,10 @@ class TransferIn(Body):
 
 
 class MessageIn(Body):
-    body: str = Field(max_length=60_000)
-    client_id: str | None = Field(default=None, min_length=1, max_length=64)
+    body: str = Field(max_length=60_000, json_schema_extra=MESSAGE_RULE)
+    client_id: str | None = Field(
+        default=None, min_length=1, max_length=64, json_schema_extra=CLIENT_ID_RULE
+    )
     recipient_id: int | None = Field(default=None, ge=1, le=2**31 - 1)
     reply_to: int | None = Field(default=None, ge=1, le=2**31 - 1)
 
@@ -242,7 +283,7 @@ class RoomOut(BaseModel):
 
 
 class ReactionIn(Body):
-    emoji: str = Field(min_length=1, max_length=16)
+    emoji: str = Field(min_length=1, max_length=16, json_schema_extra=EMOJI_RULE)
 
 
 class ReactionOut(BaseModel):

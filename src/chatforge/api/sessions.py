@@ -13,6 +13,7 @@ from starlette.responses import Response, StreamingResponse
 from chatforge.api.conversations import out
 from chatforge.api.deps import Context, CurrentUser, PathId
 from chatforge.api.schemas import (
+    EMOJI_RULE,
     ConversationOut,
     ErrorOut,
     HandOut,
@@ -131,7 +132,7 @@ async def remove_reaction(
     message_id: Id,
     user: CurrentUser,
     ctx: Context,
-    emoji: Annotated[str, Query(min_length=1, max_length=16)],
+    emoji: Annotated[str, Query(min_length=1, max_length=16, json_schema_extra=EMOJI_RULE)],
 ) -> ReactionOut:
     """Take your reaction back (``?emoji=``)."""
     return reaction_out(await ctx.reactions.remove(user, conversation_id, message_id, emoji))

@@ -15,7 +15,7 @@ router = APIRouter(prefix="/api/topics", tags=["topics"], responses={401: {"mode
 TopicId = PathId
 
 
-@router.get("")
+@router.get("", responses={403: {"model": ErrorOut}})
 async def list_topics(
     user: CurrentUser,
     ctx: Context,

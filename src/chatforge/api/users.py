@@ -5,9 +5,11 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Query
+from starlette.responses import StreamingResponse
 
 from chatforge.api.deps import Context, CurrentUser, PathId
 from chatforge.api.schemas import (
+    ErasureOut,
     ErrorOut,
     PasswordChangeIn,
     PasswordResetIn,
@@ -32,6 +34,25 @@ async def me(user: CurrentUser) -> UserOut:
 async def update_me(body: ProfileIn, user: CurrentUser, ctx: Context) -> UserOut:
     updated = await ctx.accounts.update_profile(user, display_name=body.display_name)
     return UserOut.model_validate(updated)
+
+
+@router.get(
+    "/me/export",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"application/json": {}}}},
+)
+async def export_my_data(user: CurrentUser, ctx: Context) -> StreamingResponse:
+    """Everything chatforge holds about you, as one JSON document (streamed): profile, channel
+    identities, conversations with the messages you wrote, ratings, reactions, bot state and
+    bot interactions."""
+    return StreamingResponse(
+        ctx.privacy.export_own_data(user),
+        media_type="application/json",
+        headers={
+            "Content-Disposition": f'attachment; filename="chatforge-data-{user.id}.json"',
+            "Cache-Control": "no-store",
+        },
+    )
 
 
 @router.post("/me/password", status_code=204, responses={422: {"model": ErrorOut}})
@@ -80,3 +101,20 @@ async def reset_password(
 ) -> None:
     """Set a new password for a user (admin); their sessions end."""
     await ctx.accounts.reset_password(user, user_id, new_password=body.password)
+
+
+@router.post(
+    "/users/{user_id}/erase",
+    responses={403: {"model": ErrorOut}, 404: {"model": ErrorOut}},
+)
+async def erase_user(user_id: UserId, user: CurrentUser, ctx: Context) -> ErasureOut:
+    """Erase a user (admin): their account is renamed ``erased-<id>`` and deactivated, the text
+    of their messages replaced, their names, channel ids and bot state scrubbed, their sessions
+    ended. Conversations keep their shape; an audit record of the erasure remains."""
+    report = await ctx.privacy.erase_user(user, user_id)
+    return ErasureOut(
+        user_id=report.user_id,
+        messages=report.messages,
+        events=report.events,
+        audit_records=report.audit_records,
+    )

@@ -21,7 +21,15 @@ from chatforge.api.deps import SESSION_COOKIE
 from chatforge.context import AppContext
 from chatforge.errors import ChatforgeError, Forbidden
 from chatforge.realtime import protocol
-from chatforge.realtime.envelope import PRESENCE_TOPIC, QUEUE_TOPIC, Envelope, dumps, user_topic
+from chatforge.realtime.envelope import (
+    PRESENCE_TOPIC,
+    QUEUE_TOPIC,
+    SESSION_REVOKED_FRAME,
+    Envelope,
+    dumps,
+    user_topic,
+)
+from chatforge.realtime.flood import FrameBudget, Verdict
 from chatforge.services.conversations import ResyncRequired
 from chatforge.services.policy import require_role
 from chatforge.store.models import Role, User
@@ -46,6 +54,12 @@ class SocketConnection:
         self._writer = asyncio.create_task(self._write())
 
     def push(self, frame: str) -> None:
+        if frame == SESSION_REVOKED_FRAME:
+            # The account was erased or closed: say so, then hang up (the token is dead too).
+            with contextlib.suppress(asyncio.QueueFull):
+                self._queue.put_nowait(frame)
+            asyncio.get_running_loop().create_task(self._revoke())
+            return
         try:
             self._queue.put_nowait(frame)
         except asyncio.QueueFull:
@@ -63,6 +77,10 @@ class SocketConnection:
         except (WebSocketDisconnect, RuntimeError, OSError):
             # The client went away; the receive loop notices and cleans up.
             return
+
+    async def _revoke(self) -> None:
+        await self.finish()
+        await self._close(POLICY_VIOLATION)
 
     async def _close(self, code: int) -> None:
         with contextlib.suppress(Exception):
@@ -92,7 +110,10 @@ async def authenticate(websocket: WebSocket, ctx: AppContext) -> User | None:
         if origin is None or origin.rstrip("/") not in allowed_origins(websocket, ctx.settings):
             return None
     try:
-        return await ctx.accounts.user_for_token(ctx.tokens.read(token))
+        claims = ctx.tokens.read(token)
+        if ctx.flood_cooldown.active(claims.user_id):
+            return None
+        return await ctx.accounts.user_for_token(claims)
     except ChatforgeError:
         return None
 
@@ -107,10 +128,30 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
     await websocket.accept()
     connection = SocketConnection(websocket, user)
     session = ClientSession(ctx, connection)
+    budget = FrameBudget(rate=ctx.settings.ws_frames_per_second, burst=ctx.settings.ws_frame_burst)
     await session.open()
     try:
         while True:
-            text = await websocket.receive_text()
+            message = await websocket.receive()
+            if message["type"] == "websocket.disconnect":
+                raise WebSocketDisconnect(message.get("code", 1000))
+            verdict = budget.take()
+            if verdict is not Verdict.accept:
+                # Refused before parsing: a flood costs this process as little as possible.
+                if verdict is Verdict.refuse:
+                    session.refuse_flood(budget.retry_after)
+                elif verdict is Verdict.disconnect:
+                    log.warning("closing flooding socket of user %s", user.id)
+                    ctx.flood_cooldown.start(user.id)
+                    await connection.finish()
+                    await websocket.close(POLICY_VIOLATION)
+                    return
+                continue
+            text = message.get("text")
+            if text is None:
+                # Frames are JSON text; a binary frame is refused like any bad frame.
+                session.refuse_binary()
+                continue
             await session.handle_text(text)
     except WebSocketDisconnect:
         pass
@@ -160,7 +201,8 @@ class ClientSession:
     async def handle_text(self, text: str) -> None:
         try:
             raw = json.loads(text)
-        except ValueError:
+        except (ValueError, RecursionError):
+            # RecursionError: thousands of nested brackets, deeper than the parser goes.
             self._error("bad_json", "Frames are JSON objects.")
             return
         kind = raw.get("type") if isinstance(raw, dict) else None
@@ -194,6 +236,12 @@ class ClientSession:
                 retry_after=getattr(exc, "retry_after", None),
                 conversation_id=getattr(frame, "conversation_id", None),
             )
+
+    def refuse_flood(self, retry_after: int) -> None:
+        self._error("rate_limited", "Too many frames; slow down.", retry_after=retry_after)
+
+    def refuse_binary(self) -> None:
+        self._error("bad_json", "Frames are JSON text, not binary.")
 
     async def _dispatch(self, frame: Any) -> None:
         match frame:

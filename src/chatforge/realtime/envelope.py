@@ -20,6 +20,11 @@ def user_topic(user_id: int) -> str:
     return f"user:{user_id}"
 
 
+SESSION_REVOKED_FRAME = dumps(
+    {"type": "session_revoked", "message": "This account was closed; log in again."}
+)
+"""Sent on ``user:<id>`` when an account's sessions end: its sockets send it, then close."""
+
 QUEUE_TOPIC = "queue:support"
 PRESENCE_TOPIC = "presence"
 

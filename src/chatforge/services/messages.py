@@ -72,9 +72,10 @@ def check_body(body: str) -> str:
 def check_client_id(client_id: str | None) -> str | None:
     if client_id is None:
         return None
-    if not 1 <= len(client_id) <= CLIENT_ID_MAX or not client_id.isprintable():
+    if not 1 <= len(client_id) <= CLIENT_ID_MAX or not all(" " <= c <= "~" for c in client_id):
         raise Invalid(
-            f"client_id must be 1-{CLIENT_ID_MAX} printable characters.", code="invalid_client_id"
+            f"client_id must be 1-{CLIENT_ID_MAX} printable ASCII characters.",
+            code="invalid_client_id",
         )
     return client_id
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Request
-from starlette.responses import Response
+from starlette.responses import Response, StreamingResponse
 
 from chatforge.api.auth import client_ip
 from chatforge.api.deps import SESSION_COOKIE, Context
@@ -117,6 +117,19 @@ async def logout(request: Request, _user: MaybePageUser) -> Response:
 @router.get("/profile")
 async def profile(request: Request, user: PageUser) -> Response:
     return render(request, "profile.html")
+
+
+@router.get("/profile/export")
+async def export_my_data(user: PageUser, ctx: Context) -> StreamingResponse:
+    """Download everything chatforge holds about you (A6), the same document as /api/me/export."""
+    return StreamingResponse(
+        ctx.privacy.export_own_data(user),
+        media_type="application/json",
+        headers={
+            "Content-Disposition": f'attachment; filename="chatforge-data-{user.id}.json"',
+            "Cache-Control": "no-store",
+        },
+    )
 
 
 @router.post("/profile")

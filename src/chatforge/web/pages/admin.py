@@ -185,6 +185,30 @@ async def reset_password(
     )
 
 
+@router.get("/users/{user_id}/erase")
+async def confirm_erase_user(
+    request: Request, user_id: Id, user: PageUser, ctx: Context
+) -> Response:
+    require_admin(user)
+    target = await ctx.accounts.get_user(user, user_id)
+    return render(request, "admin/confirm_erase.html", {"target": target})
+
+
+@router.post("/users/{user_id}/erase")
+async def erase_user(request: Request, user_id: Id, user: PageUser, ctx: Context) -> Response:
+    try:
+        report = await ctx.privacy.erase_user(user, user_id)
+    except ChatforgeError as exc:
+        if exc.code != "own_account":
+            raise
+        return redirect(request, f"/admin/users/{user_id}", flash=("error", exc.message))
+    return redirect(
+        request,
+        f"/admin/users/{user_id}",
+        flash=("success", f"User {user_id} erased; {report.messages} messages anonymised."),
+    )
+
+
 # -- features text --------------------------------------------------------------------------
 
 

@@ -1,0 +1,63 @@
+"""Slow clients (slowloris): 200 connections trickling their request headers a byte at a time
+do not stop /healthz from answering quickly (against a real server)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+
+import httpx
+
+from tests.servers import LiveServer
+
+CONNECTIONS = 200
+LIMIT = 0.500
+
+
+async def trickle(port: int, stop: asyncio.Event, opened: list[int]) -> None:
+    try:
+        _reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    except OSError:
+        return
+    opened.append(1)
+    try:
+        for byte in b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: " + b"a" * 10_000:
+            if stop.is_set():
+                break
+            writer.write(bytes([byte]))
+            await writer.drain()
+            await asyncio.sleep(0.5)
+    except (ConnectionError, OSError):
+        pass
+    finally:
+        writer.close()
+        with contextlib.suppress(ConnectionError, OSError):
+            await writer.wait_closed()
+
+
+async def test_trickling_headers_do_not_starve_healthz(server: LiveServer) -> None:
+    stop = asyncio.Event()
+    opened: list[int] = []
+    slow = [asyncio.create_task(trickle(server.port, stop, opened)) for _ in range(CONNECTIONS)]
+    await asyncio.sleep(2.0)  # every connection is open and mid-header
+    timings: list[float] = []
+    statuses: list[int] = []
+    try:
+        async with httpx.AsyncClient(base_url=server.url, timeout=5.0) as http:
+            for _ in range(10):
+                started = time.perf_counter()
+                response = await http.get("/healthz", headers={"Connection": "close"})
+                timings.append(time.perf_counter() - started)
+                statuses.append(response.status_code)
+                await asyncio.sleep(0.2)
+    finally:
+        stop.set()
+        await asyncio.gather(*slow)
+    print(
+        f"slow clients: {len(opened)} trickling connections; /healthz max "
+        f"{max(timings) * 1000:.0f} ms, median {sorted(timings)[5] * 1000:.0f} ms"
+    )
+    assert len(opened) == CONNECTIONS
+    assert statuses == [200] * 10
+    assert max(timings) < LIMIT
