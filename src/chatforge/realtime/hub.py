@@ -23,8 +23,8 @@ class Connection(Protocol):
 
     user_id: int
 
-    def push(self, frame: str) -> None:
-        """Queue ``frame`` for sending; never blocks."""
+    def deliver(self, envelope: Envelope) -> None:
+        """Send ``envelope``'s frame (its prebuilt ``wire`` bytes); never blocks."""
 
 
 class History(Protocol):
@@ -57,7 +57,7 @@ class Subscription:
                 return
             self.cursor = seq
         if envelope.visible_to(self.connection.user_id):
-            self.connection.push(envelope.frame)
+            self.connection.deliver(envelope)
 
 
 @dataclass(eq=False)
@@ -182,7 +182,7 @@ class Hub:
         if not envelope.topic.startswith("conv:"):
             for connection in list(self._topics.get(envelope.topic, ())):
                 if envelope.visible_to(connection.user_id):
-                    connection.push(envelope.frame)
+                    connection.deliver(envelope)
             return
         feed = self._feeds.get(int(envelope.topic[5:]))
         if feed is None:
