@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import struct
-from collections import deque
 from typing import Any
 
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
@@ -123,6 +122,9 @@ class DirectFrameProtocol(WebSocketsSansIOProtocol):
     async def send(self, message: Any) -> None:
         await super().send(message)
         if self.handshake_complete and hasattr(self, "response"):
+            # The websockets parser's generator keeps the request alive for the life of the
+            # connection; its headers, at least, can go.
+            self.request.headers.clear()
             del self.request, self.response
 
 
@@ -132,7 +134,9 @@ class Inbox:
     __slots__ = ("_items", "_waiter")
 
     def __init__(self) -> None:
-        self._items: deque[Any] = deque()
+        # A list, not a deque: it rarely holds more than one event, and an empty deque
+        # allocates a 600-byte block up front.
+        self._items: list[Any] = []
         self._waiter: asyncio.Future[None] | None = None
 
     def put_nowait(self, item: Any) -> None:
@@ -147,7 +151,7 @@ class Inbox:
                 await self._waiter
             finally:
                 self._waiter = None
-        return self._items.popleft()
+        return self._items.pop(0)
 
     def empty(self) -> bool:
         return not self._items
