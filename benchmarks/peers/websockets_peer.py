@@ -8,7 +8,6 @@ Default settings (permessage-deflate offered to clients that ask), on uvloop.
 from __future__ import annotations
 
 import argparse
-import asyncio
 
 import uvloop
 from websockets.asyncio.server import ServerConnection, broadcast, serve
