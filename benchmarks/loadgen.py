@@ -69,12 +69,13 @@ CONNECT_ERRORS = (OSError, HandshakeError, SetupError, TimeoutError, ConnectionE
 class Stats:
     """Counters shared by every subscriber socket of one run."""
 
-    __slots__ = ("_waiter", "delivered", "frame_len", "latencies_ns", "wake_at")
+    __slots__ = ("_waiter", "delivered", "frame_len", "latencies_ns", "sample", "wake_at")
 
     def __init__(self) -> None:
         self.delivered = 0
         self.latencies_ns: list[int] = []
         self.frame_len = 0
+        self.sample = b""  # the first counted payload a probe saw (for the report)
         self.wake_at = 1 << 62
         self._waiter: asyncio.Future[None] | None = None
 
@@ -271,6 +272,8 @@ class WSClient(asyncio.Protocol):
         now = time.perf_counter_ns()
         stats = self.stats
         stats.frame_len = end - start
+        if not stats.sample:
+            stats.sample = bytes(data[start:end])
         i = data.find(TIME_MARKER, start, end)
         if i >= 0:
             j = data.find(b" ", i + 3, end)
@@ -668,6 +671,7 @@ class Fanout:
     async def calibrate(self, frame_bytes: int) -> int:
         """Send one message, then pad so that the frame the server sends is ``frame_bytes``."""
         self.stats.reset()
+        self.stats.sample = b""
         self.send()
         if await self.drain(1, 30):
             raise FanoutFailed(
@@ -676,6 +680,7 @@ class Fanout:
         measured = self.stats.frame_len
         self.target.pad = max(1, self.target.pad + frame_bytes - measured)
         self.stats.reset()
+        self.stats.sample = b""
         self.send()
         if await self.drain(1, 30):
             raise FanoutFailed("second calibration message lost")
