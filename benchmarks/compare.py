@@ -393,7 +393,8 @@ def measure_server(name: str, config: Config, parts: set[str]) -> dict[str, Any]
                     f" ({sat['messages_per_s']:,.1f} msg/s; CPU generator"
                     f" {sat['generator_cpu_pct']:.0f} %, server {sat['server_cpu_pct']:.0f} %,"
                     f" other processes {sat['other_cpu_pct']:.0f} %,"
-                    f" irq {sat['irq_cpu_pct']:.0f} %;"
+                    f" irq {sat['irq_cpu_pct']:.0f} %; {sat['frames_per_read']:.2f} frames per"
+                    f" read, {sat['generator_unread_kib']:.0f} KiB unread by the generator;"
                     f" frame {entry['frame_bytes']} B)"
                 )
                 for label, lat in entry.get("latency", {}).items():
@@ -586,11 +587,41 @@ def report(results: dict[str, Any], config: Config) -> None:
             latency.add_row(*row)
     out.print(latency)
 
+    check = Table(title="Is the load generator the bottleneck? (saturation windows)")
+    for title in (
+        "server",
+        "subs",
+        "generator\nCPU %",
+        "server\nCPU %",
+        "other\nprocesses %",
+        "frames\nper read",
+        "unread by generator\nKiB (share of window)",
+    ):
+        check.add_column(title, justify="left" if title == "server" else "right")
+    for name, data in servers.items():
+        for size in sizes:
+            sat = dig(data, "fanout", size, "saturation") or {}
+            if "generator_cpu_pct" not in sat:
+                continue
+            check.add_row(
+                name,
+                size,
+                number(sat["generator_cpu_pct"]),
+                number(sat["server_cpu_pct"]),
+                number(sat["other_cpu_pct"]),
+                number(sat.get("frames_per_read"), 2),
+                f"{number(sat.get('generator_unread_kib'), 0)}"
+                f" ({number(100 * sat.get('generator_unread_share', float('nan')), 1)} %)",
+            )
+    out.print(check)
+
     notes = [
         "gen/srv/oth: CPU use of the load generator (CPU 1), of the server (CPU 0) and of"
         " every other process on the machine over the saturation window, in % of one core."
         " A generator well under 100 % is not the bottleneck; a large 'oth' means other work"
         " shared the two cores and the row is noisy.",
+        "frames per read near 1 and little unread by the generator: it reads each frame as it"
+        " arrives, so the work in flight waits on the server side.",
         "(n/a): the server did not accept permessage-deflate, so both memory columns measure"
         " the same thing.",
         "chatforge stores each message in SQLite before it broadcasts it; the peers only relay.",

@@ -69,10 +69,11 @@ CONNECT_ERRORS = (OSError, HandshakeError, SetupError, TimeoutError, ConnectionE
 class Stats:
     """Counters shared by every subscriber socket of one run."""
 
-    __slots__ = ("_waiter", "delivered", "frame_len", "latencies_ns", "sample", "wake_at")
+    __slots__ = ("_waiter", "delivered", "frame_len", "latencies_ns", "reads", "sample", "wake_at")
 
     def __init__(self) -> None:
         self.delivered = 0
+        self.reads = 0  # data_received calls of counting sockets
         self.latencies_ns: list[int] = []
         self.frame_len = 0
         self.sample = b""  # the first counted payload a probe saw (for the report)
@@ -81,6 +82,7 @@ class Stats:
 
     def reset(self) -> None:
         self.delivered = 0
+        self.reads = 0
         self.latencies_ns = []
 
     def wake(self) -> None:
@@ -217,6 +219,7 @@ class WSClient(asyncio.Protocol):
         n = len(data)
         pos = 0
         stats = self.stats
+        stats.reads += 1
         marker = self.marker
         counting = self.counting
         need = 0
@@ -578,6 +581,23 @@ class CpuMeter:
         }
 
 
+def unread_bytes(port: int) -> int:
+    """Bytes received by the kernel but not yet read, summed over the client sockets connected
+    to ``port`` on 127.0.0.1 (``/proc/net/tcp``'s rx_queue)."""
+    suffix = f":{port:04X}"
+    total = 0
+    try:
+        with open("/proc/net/tcp") as table:
+            next(table)
+            for line in table:
+                fields = line.split(None, 5)
+                if fields[2].endswith(suffix):
+                    total += int(fields[4].split(":")[1], 16)
+    except OSError:
+        return 0
+    return total
+
+
 async def gather_limited(
     count: int, make: Callable[[int], Awaitable[WSClient]], concurrency: int
 ) -> tuple[list[WSClient | None], list[str]]:
@@ -698,15 +718,20 @@ class Fanout:
         loop = asyncio.get_running_loop()
         started = loop.time()
         first = last = None
-        first_delivered = 0
+        first_delivered = first_reads = 0
         stall = 0
+        backlog: list[int] = []
+        next_sample = started + warmup + 0.5
         while True:
             now = loop.time()
             if first is None and now - started >= warmup:
-                first, first_delivered = meter.snapshot(), stats.delivered
+                first, first_delivered, first_reads = meter.snapshot(), stats.delivered, stats.reads
             if first is not None and now - started >= warmup + seconds:
                 last = meter.snapshot()
                 break
+            if now >= next_sample:
+                backlog.append(unread_bytes(self.target.port))
+                next_sample = now + 1.0
             while (sent + 1 - window) * n <= stats.delivered:
                 self.send()
                 sent += 1
@@ -717,15 +742,23 @@ class Fanout:
         if first is None or last is None:
             missing = await self.drain(sent, 2)
             return {"error": f"stalled: {missing} deliveries of {sent} messages missing"}
-        delivered = stats.delivered
+        delivered, reads = stats.delivered, stats.reads
         cpu = CpuMeter.percent(first, last)
         missing = await self.drain(sent, 30)
+        outstanding = window * n * max(1, stats.frame_len)
+        mean_backlog = sum(backlog) / len(backlog) if backlog else float("nan")
         result = {
             "deliveries_per_s": (delivered - first_delivered) / (last[0] - first[0]),
             "messages_per_s": (delivered - first_delivered) / n / (last[0] - first[0]),
             "sent": sent,
             "missing": missing,
             "window": window,
+            # Frames per read near 1: the generator reads each frame as it arrives. Bytes the
+            # kernel holds for the generator's sockets, against the window's worth in flight:
+            # a generator that kept up leaves little unread.
+            "frames_per_read": (delivered - first_delivered) / max(1, reads - first_reads),
+            "generator_unread_kib": mean_backlog / 1024,
+            "generator_unread_share": mean_backlog / outstanding,
             **cpu,
         }
         stats.reset()
