@@ -149,6 +149,12 @@ class Config:
     handshake_concurrency: int = 50
     # Before each server starts, wait this long at most for other processes to calm down.
     quiet_wait: float = 15.0
+    # A fan-out or handshake measurement during which other processes used more than
+    # noise_limit % of a core is taken again, at most `retries` times, until `deadline`.
+    noise_limit: float = 30.0
+    retries: int = 2
+    budget: float = 780.0
+    deadline: float = float("inf")
 
 
 @dataclass
@@ -358,7 +364,10 @@ async def memory_phase(launched: Launched, count: int, deflate: bool) -> dict[st
 
 async def handshake_phase(launched: Launched, config: Config) -> dict[str, Any]:
     target = await launched.make_target()
-    return await handshakes(target, config.handshakes, concurrency=config.handshake_concurrency)
+    meter = CpuMeter(launched.pid)
+    first = meter.snapshot()
+    result = await handshakes(target, config.handshakes, concurrency=config.handshake_concurrency)
+    return {**result, **CpuMeter.percent(first, meter.snapshot())}
 
 
 def guarded(label: str, run: Callable[[], dict[str, Any]]) -> dict[str, Any]:
@@ -374,6 +383,40 @@ def guarded(label: str, run: Callable[[], dict[str, Any]]) -> dict[str, Any]:
         return {"error": f"{type(exc).__name__}: {exc}"}
 
 
+def noise(entry: Any) -> float:
+    """The most CPU that other processes used during any phase of a measurement."""
+    if isinstance(entry, dict):
+        found = [noise(value) for value in entry.values()]
+        if "other_cpu_pct" in entry:
+            found.append(float(entry["other_cpu_pct"]))
+        return max(found, default=0.0)
+    return 0.0
+
+
+def best_of(label: str, run: Callable[[], dict[str, Any]], config: Config) -> dict[str, Any]:
+    """Measure again (at most ``config.retries`` times, within the run's time budget) while
+    other processes took more than ``config.noise_limit`` % of a core; keep the quietest."""
+    best: dict[str, Any] | None = None
+    for attempt in range(1, config.retries + 2):
+        entry = guarded(label, run)
+        entry["attempt"] = attempt
+        if best is None or ("error" not in entry and noise(entry) < noise(best)):
+            best = entry
+        if (
+            "error" in entry
+            or noise(entry) <= config.noise_limit
+            or attempt > config.retries
+            or time.monotonic() > config.deadline
+        ):
+            break
+        console.print(
+            f"  [yellow]other processes used up to {noise(entry):.0f} % of a core meanwhile:"
+            " measuring again[/yellow]"
+        )
+    assert best is not None
+    return best
+
+
 def measure_server(name: str, config: Config, parts: set[str]) -> dict[str, Any]:
     result: dict[str, Any] = {"fanout": {}, "memory": {}}
     if "fanout" in parts:
@@ -384,7 +427,7 @@ def measure_server(name: str, config: Config, parts: set[str]) -> dict[str, Any]
                     return uvloop.run(fanout_phases(launched, size, config))
 
             console.print(f"[bold]{name}[/bold]: fan-out to {size} subscribers")
-            entry = guarded(f"{name} {size}", fanout)
+            entry = best_of(f"{name} {size}", fanout, config)
             result["fanout"][str(size)] = entry
             if "saturation" in entry and "deliveries_per_s" in entry["saturation"]:
                 sat = entry["saturation"]
@@ -397,6 +440,8 @@ def measure_server(name: str, config: Config, parts: set[str]) -> dict[str, Any]
                     f" read, {sat['generator_unread_kib']:.0f} KiB unread by the generator;"
                     f" frame {entry['frame_bytes']} B)"
                 )
+                if entry["attempt"] > 1:
+                    console.print(f"  (attempt {entry['attempt']}: the quietest)")
                 for label, lat in entry.get("latency", {}).items():
                     console.print(
                         f"  at {label}: p50 {lat['p50_ms']:.1f} ms, p99 {lat['p99_ms']:.1f} ms"
@@ -427,7 +472,7 @@ def measure_server(name: str, config: Config, parts: set[str]) -> dict[str, Any]
                 return uvloop.run(handshake_phase(launched, config))
 
         console.print(f"[bold]{name}[/bold]: {config.handshakes} handshakes")
-        entry = guarded(f"{name} handshakes", handshake)
+        entry = best_of(f"{name} handshakes", handshake, config)
         result["handshakes"] = entry
         if "handshakes_per_s" in entry:
             console.print(f"  {entry['handshakes_per_s']:,.0f} handshakes/s")
@@ -648,6 +693,17 @@ def _entries(data: dict[str, Any]) -> Iterator[tuple[str, Any]]:
         yield "handshakes", data["handshakes"]
 
 
+def strict(value: Any) -> Any:
+    """JSON has no NaN: a measurement that has no value becomes null."""
+    if isinstance(value, float) and value != value:
+        return None
+    if isinstance(value, dict):
+        return {key: strict(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [strict(item) for item in value]
+    return value
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -659,6 +715,9 @@ def main(argv: list[str] | None = None) -> None:
         "--parts", default="fanout,memory,handshakes", help="which measurements to run"
     )
     parser.add_argument("--window", type=int, help="messages in flight at saturation")
+    parser.add_argument(
+        "--probes", type=int, help="subscribers that time every frame they get (default 32)"
+    )
     parser.add_argument("--idle", type=int, help="idle sockets for the memory measurement")
     parser.add_argument("--handshakes", type=int, help="connects for the handshake rate")
     parser.add_argument("--output", type=Path, default=RESULTS)
@@ -667,6 +726,9 @@ def main(argv: list[str] | None = None) -> None:
         type=float,
         default=Config.quiet_wait,
         help="seconds to wait at most for other processes to go idle before each server",
+    )
+    parser.add_argument(
+        "--retries", type=int, help="measure again when other processes were busy (default 2)"
     )
     args = parser.parse_args(argv)
 
@@ -685,6 +747,8 @@ def main(argv: list[str] | None = None) -> None:
             latency_messages=15,
             idle=300,
             handshakes=300,
+            retries=1,
+            budget=240.0,
         )
     else:
         config = Config(sizes=[500, 2000])
@@ -692,20 +756,25 @@ def main(argv: list[str] | None = None) -> None:
         config.sizes = [int(s) for s in args.sizes.split(",")]
     if args.window:
         config.window = args.window
+    if args.probes:
+        config.probes = args.probes
     if args.idle:
         config.idle = args.idle
     if args.handshakes:
         config.handshakes = args.handshakes
     config.quiet_wait = args.quiet_wait
+    if args.retries is not None:
+        config.retries = args.retries
 
     # Thousands of sockets on each side: the servers inherit this limit too.
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     pin_to(1)
     started = time.monotonic()
+    config.deadline = started + config.budget
     results: dict[str, Any] = {
         "machine": machine(),
-        "config": asdict(config),
+        "config": {k: v for k, v in asdict(config).items() if k != "deadline"},
         "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "servers": {},
     }
@@ -713,7 +782,7 @@ def main(argv: list[str] | None = None) -> None:
         results["servers"][name] = measure_server(name, config, parts)
     results["seconds"] = round(time.monotonic() - started, 1)
     args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(results, indent=2) + "\n")
+    args.output.write_text(json.dumps(strict(results), indent=2) + "\n")
     report(results, config)
     console.print(f"done in {results['seconds']:.0f} s")
 
