@@ -148,12 +148,12 @@ class Config:
     handshakes: int = 2000
     handshake_concurrency: int = 50
     # Before each server starts, wait this long at most for other processes to calm down.
-    quiet_wait: float = 15.0
+    quiet_wait: float = 5.0
     # A fan-out or handshake measurement during which other processes used more than
     # noise_limit % of a core is taken again, at most `retries` times, until `deadline`.
     noise_limit: float = 30.0
     retries: int = 2
-    budget: float = 780.0
+    budget: float = 600.0
     deadline: float = float("inf")
 
 
