@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: help run test lint format serve demo clean
+.PHONY: help run test lint format serve demo clean bench
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -30,6 +30,11 @@ lint: $(STAMP) ## ruff and mypy --strict
 format: $(STAMP) ## Reformat the code
 	$(BIN)/ruff format src tests
 	$(BIN)/ruff check --fix src tests
+
+bench: $(STAMP) ## Compare chatforge with peer WebSocket servers (BENCH_ARGS=--quick: a smoke run)
+	@$(BIN)/python -c "import socketio, flask_socketio, gevent, geventwebsocket" 2>/dev/null \
+		|| $(BIN)/pip install --quiet -e '.[bench]'
+	$(BIN)/python -m benchmarks.compare $(BENCH_ARGS)
 
 clean: ## Remove the environment and caches (keeps ./data)
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
