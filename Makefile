@@ -23,13 +23,13 @@ test: lint ## Run the linters and the whole test suite
 	$(BIN)/pytest
 
 lint: $(STAMP) ## ruff and mypy --strict
-	$(BIN)/ruff format --check src tests
-	$(BIN)/ruff check src tests
+	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/mypy src
 
 format: $(STAMP) ## Reformat the code
-	$(BIN)/ruff format src tests
-	$(BIN)/ruff check --fix src tests
+	$(BIN)/ruff format src tests benchmarks
+	$(BIN)/ruff check --fix src tests benchmarks
 
 bench: $(STAMP) ## Compare chatforge with peer WebSocket servers (BENCH_ARGS=--quick: a smoke run)
 	@$(BIN)/python -c "import socketio, flask_socketio, gevent, geventwebsocket" 2>/dev/null \
