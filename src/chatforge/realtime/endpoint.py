@@ -40,6 +40,7 @@ from chatforge.web.origin import allowed_origins
 log = logging.getLogger(__name__)
 
 SEND_QUEUE_LIMIT = 2048
+POSTS_IN_FLIGHT = 64
 POLICY_VIOLATION = 1008
 TRY_AGAIN_LATER = 1013
 
@@ -215,10 +216,12 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
                 # Frames are JSON text; a binary frame is refused like any bad frame.
                 session.refuse_binary()
                 continue
-            await session.handle_text(text)
+            await session.receive_text(text)
     except WebSocketDisconnect:
         pass
     finally:
+        # Messages the client sent before leaving are stored (their acks go nowhere).
+        await session.settle()
         await session.close()
         if websocket.application_state is not WebSocketState.DISCONNECTED:
             await connection.finish()
@@ -231,6 +234,7 @@ class ClientSession:
         self.ctx = ctx
         self.connection = connection
         self.user = connection.user
+        self._posting: set[asyncio.Task[None]] = set()
 
     async def open(self) -> None:
         hub = self.ctx.hub
@@ -262,16 +266,51 @@ class ClientSession:
         await self.ctx.support.publish_queue()
 
     async def handle_text(self, text: str) -> None:
+        """Handle one frame, returning when it is done."""
+        parsed = self._parse(text)
+        if parsed is not None:
+            await self._handle(*parsed)
+
+    async def receive_text(self, text: str) -> None:
+        """Handle one frame of the socket's stream; chat messages are pipelined.
+
+        A client sending many messages need not wait for each ack before the next one is
+        taken: up to ``POSTS_IN_FLIGHT`` messages are posted at once, so they can share a
+        group commit. They still get their ``seq`` in the order they arrived (posts reach the
+        writer in the order they start). Any other frame waits until the messages before it are
+        done, so "send, then unsubscribe" or "send, then leave" keep their meaning.
+        """
+        parsed = self._parse(text)
+        if parsed is None:
+            return
+        frame, raw = parsed
+        if isinstance(frame, protocol.ChatMessage):
+            if len(self._posting) >= POSTS_IN_FLIGHT:
+                await asyncio.wait(self._posting, return_when=asyncio.FIRST_COMPLETED)
+            task = asyncio.create_task(self._handle(frame, raw))
+            self._posting.add(task)
+            task.add_done_callback(self._posting.discard)
+            return
+        await self.settle()
+        await self._handle(frame, raw)
+
+    async def settle(self) -> None:
+        """Wait for the messages still being posted."""
+        if self._posting:
+            await asyncio.wait(self._posting)
+
+    def _parse(self, text: str) -> tuple[Any, Any] | None:
+        """The frame and its raw JSON, or None after answering with an error frame."""
         try:
             raw = json.loads(text)
         except (ValueError, RecursionError):
             # RecursionError: thousands of nested brackets, deeper than the parser goes.
             self._error("bad_json", "Frames are JSON objects.")
-            return
+            return None
         kind = raw.get("type") if isinstance(raw, dict) else None
         if kind not in protocol.CLIENT_TYPES:
             self._error("unknown_type", f"Unknown frame type {str(kind)[:40]!r}.")
-            return
+            return None
         try:
             frame = protocol.CLIENT_FRAME.validate_python(raw)
         except ValidationError as exc:
@@ -280,7 +319,10 @@ class ClientSession:
                 for e in exc.errors()
             )
             self._error("invalid_frame", problems, client_id=_client_id(raw))
-            return
+            return None
+        return frame, raw
+
+    async def _handle(self, frame: Any, raw: Any) -> None:
         try:
             await self._dispatch(frame)
         except ResyncRequired as exc:
