@@ -91,6 +91,10 @@ class Result:
     p99_ms: float
     failed: int
     note: str = ""
+    # The server's CPU time per request (all its threads), and its share of one CPU while the
+    # level ran: on a shared machine these say more than the rate does.
+    cpu_us: float = float("nan")
+    cpu_share: float = float("nan")
 
 
 def sign(url: str, params: dict[str, str]) -> str:
@@ -124,8 +128,14 @@ def _ms(text: str) -> float:
     return value * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}[unit]
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of process ``pid`` and all its threads so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def run_wrk(
-    server: Server, folder: Path, prepared: list[tuple[str, str]], connections: int, seconds: float
+    server: Server, folder: Path, prepared: list[tuple[str, str]], connections: int, seconds: int
 ) -> Result:
     bodies = folder / f"bodies-{connections}.tsv"
     bodies.write_text("".join(f"{sig}\t{body}\n" for sig, body in prepared))
@@ -143,14 +153,18 @@ def run_wrk(
     command += ["-s", str(script), server.url, "--", str(bodies)]
     if (os.cpu_count() or 1) > 1 and shutil.which("taskset"):
         command = ["taskset", "-c", "1", *command]
+    cpu_before, started = cpu_seconds(server.pid), time.perf_counter()
     run = subprocess.run(command, capture_output=True, text=True)
+    cpu = cpu_seconds(server.pid) - cpu_before
+    elapsed = time.perf_counter() - started
     if run.returncode != 0:
         raise SystemExit(f"wrk failed: {run.stderr or run.stdout}")
     out = run.stdout
     total = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
     rate = float(re.search(r"Requests/sec:\s+([0-9.]+)", out).group(1))  # type: ignore[union-attr]
-    p50 = _ms(re.search(r"50%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
-    p99 = _ms(re.search(r"99%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
+    distribution = out[out.index("Latency Distribution") :]
+    p50 = _ms(re.search(r"^\s*50%\s+(\S+)", distribution, re.M).group(1))  # type: ignore[union-attr]
+    p99 = _ms(re.search(r"^\s*99%\s+(\S+)", distribution, re.M).group(1))  # type: ignore[union-attr]
     failed = int(m.group(1)) if (m := re.search(r"Non-2xx or 3xx responses: (\d+)", out)) else 0
     errors = re.search(r"Socket errors: (.*)", out)
     wrapped = int(m.group(1)) if (m := re.search(r"wrapped=(\d+)", out)) else 0
@@ -163,7 +177,9 @@ def run_wrk(
             ],
         )
     )
-    return Result(connections, total, rate, p50, p99, failed, note)
+    return Result(
+        connections, total, rate, p50, p99, failed, note, cpu / total * 1e6, cpu / elapsed
+    )
 
 
 async def _httpx_level(server: Server, prepared: list[tuple[str, str]], connections: int) -> Result:
@@ -257,7 +273,7 @@ def main() -> None:
             f"warm-up: {args.senders} first contacts in {time.perf_counter() - started:.1f} s"
             f" (first-contact rate {first.rate:.0f} req/s, p99 {first.p99_ms:.1f} ms)"
         )
-        header = ("connections", "requests", "req/s", "p50 ms", "p99 ms", "non-200")
+        header = ("connections", "requests", "req/s", "p50 ms", "p99 ms", "non-200", "CPU us/req")
         print(" ".join(f"{h:>11}" for h in header), " note")
         offset = 0
         for connections in args.levels:
@@ -272,6 +288,7 @@ def main() -> None:
                 f"{result.p50_ms:.1f}",
                 f"{result.p99_ms:.1f}",
                 f"{result.failed}",
+                f"{result.cpu_us:.0f} ({result.cpu_share:.0%})",
             )
             print(" ".join(f"{cell:>11}" for cell in row), "", result.note)
         print(f"load average after: {os.getloadavg()[0]:.2f}")

@@ -71,14 +71,15 @@ async def catch_up_periodically(ctx: AppContext) -> None:
 
 class ChatforgeAPI(FastAPI):
     """FastAPI with the security headers (and response counter) and the body size cap around
-    the whole stack.
+    the whole stack, and the WhatsApp webhook's shortcut inside them.
 
     ``add_middleware`` would place them inside Starlette's outermost error handler, so the 500
     page it sends would go out without them and uncounted.
     """
 
     def build_middleware_stack(self) -> ASGIApp:
-        return SecurityHeaders(BodyLimit(super().build_middleware_stack()))
+        stack = channels.WhatsAppShortcut(super().build_middleware_stack(), self.state)
+        return SecurityHeaders(BodyLimit(stack))
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
