@@ -145,7 +145,7 @@ def run_wrk(
         "wrk",
         "-t1",
         f"-c{connections}",
-        f"-d{round(seconds)}s",
+        f"-d{seconds}s",
         "--latency",
         "--timeout",
         "10s",

@@ -116,6 +116,10 @@ class GroupCommit(Generic[Item, Result]):
         try:
             async with self._begin() as session:
                 results = await self._flush(session, [item for item, _ in batch])
+                if len(results) != len(batch):
+                    raise RuntimeError(
+                        f"flush returned {len(results)} results for {len(batch)} items"
+                    )
         except Exception as exc:
             if len(batch) == 1:
                 self._fail(batch, exc)
@@ -124,8 +128,6 @@ class GroupCommit(Generic[Item, Result]):
             for one in batch:
                 await self._commit([one])
             return
-        if len(results) != len(batch):
-            raise RuntimeError(f"flush returned {len(results)} results for {len(batch)} items")
         if self._after_commit is not None:
             # Committed is committed: a failure here (publishing events) must not make callers
             # retry work that is stored, so it is logged and the results still go out.
