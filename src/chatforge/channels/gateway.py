@@ -108,9 +108,11 @@ class ChannelGateway:
     async def _receive(self, inbound: _Inbound) -> Delivery:
         try:
             handled = await self.batches.submit(inbound)
-        except IntegrityError:
-            # Two first messages of a new sender raced to create their account (PostgreSQL);
-            # the loser's transaction rolled back entirely, so handling it again is safe.
+        except IntegrityError as exc:
+            # Another process wrote the same rows first (PostgreSQL): the same message id, or
+            # a new sender's account or bot state. This transaction rolled back entirely, so
+            # handling the message again is safe, and finds what the other one wrote.
+            log.info("message %s handled again after %r", inbound.message.message_id, exc.orig)
             handled = await self.batches.submit(inbound)
         delivery, message = handled.delivery, inbound.message
         if handled.conversation_id is not None:
