@@ -145,7 +145,13 @@ class Bulk:
             await self.connection.execute(statement, [dict(row) for row in rows])
             return
         compiled = _compile(statement, tuple(rows[0]), self.connection.dialect)
-        cursor = await self._driver.executemany(compiled.sql, _values(compiled, rows))
+        values = _values(compiled, rows)
+        if len(values) == 1:
+            # One hop instead of two (executemany leaves a cursor to close): small batches are
+            # the quiet hours, when each message's latency is its batch's.
+            await self._driver.execute_fetchall(compiled.sql, values[0])
+            return
+        cursor = await self._driver.executemany(compiled.sql, values)
         await cursor.close()
 
 
