@@ -89,11 +89,19 @@ async def test_a_failing_item_fails_alone_and_its_batch_mates_commit(
 
 async def test_when_the_commit_fails_nobody_is_answered_with_a_result() -> None:
     db = FakeTransactions()
-    writer = GroupCommit(db.begin, db.flush)
+    flushed: list[int] = []
+
+    async def flush(session: AsyncSession, items: Sequence[str]) -> list[str]:
+        flushed.append(len(items))
+        return await db.flush(session, items)
+
+    writer = GroupCommit(db.begin, flush)
     db.fail_commit = True
     results = await asyncio.gather(writer.submit("a"), writer.submit("b"), return_exceptions=True)
     assert all(isinstance(result, OSError) for result in results)
     assert db.committed == []
+    # A failing database is not retried item by item: that would fail them one by one.
+    assert flushed == [2]
     db.fail_commit = False
     assert await writer.submit("a") == "A"  # the writer lives on
     await writer.close()

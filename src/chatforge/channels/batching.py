@@ -7,10 +7,13 @@ wait; one writer task takes everything queued, runs ``flush(session, items)`` in
 (bulk statements, one result per item), and answers each caller only once that transaction has
 committed: nobody is told about work that could still roll back.
 
-If a batch fails (a bug or a constraint that one item trips, or the commit itself), each of its
-items is run again in a transaction of its own, so only the items that fail by themselves get the
-error and the others are answered normally. Items must therefore be safe to handle again after a
-rollback, which they are when everything they do is in the transaction.
+If a batch fails because of what is in it (a bug or a constraint that one item trips), each of
+its items is run again in a transaction of its own, so only the items that fail by themselves get
+the error and the others are answered normally. Items must therefore be safe to handle again
+after a rollback, which they are when everything they do is in the transaction. When the database
+itself fails (locked past its busy timeout, a full disk, a lost connection: ``OSError`` or the
+driver's ``OperationalError``), running the items one by one would only fail them one by one,
+each after its own wait: the whole batch gets the error at once.
 
 The generic ``GroupCommit`` of ``chatforge.store.group_commit`` has the same shape (``submit``,
 one writer, futures resolved after the commit); this one takes an async ``flush``, because bot
@@ -27,6 +30,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Generic, TypeVar
 
+from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 log = logging.getLogger(__name__)
@@ -36,6 +40,9 @@ Result = TypeVar("Result")
 Begin = Callable[[], AbstractAsyncContextManager[AsyncSession]]
 Flush = Callable[[AsyncSession, Sequence[Item]], Awaitable[Sequence[Result]]]
 AfterCommit = Callable[[AsyncSession], Awaitable[None]]
+
+# Failures of the database rather than of a batch's contents.
+OUTAGES = (OperationalError, InterfaceError, OSError)
 
 # More items per transaction saves little once the fixed cost is shared, and a huge batch holds
 # SQLite's write lock (and every caller in it) for longer.
@@ -121,7 +128,7 @@ class GroupCommit(Generic[Item, Result]):
                         f"flush returned {len(results)} results for {len(batch)} items"
                     )
         except Exception as exc:
-            if len(batch) == 1:
+            if len(batch) == 1 or isinstance(exc, OUTAGES):
                 self._fail(batch, exc)
                 return
             log.warning("a batch of %d failed (%r); handling its items one by one", len(batch), exc)
