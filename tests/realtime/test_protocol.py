@@ -57,6 +57,12 @@ async def test_hello_and_ping(server: LiveServer, people: People) -> None:
         assert pong["nonce"] == "n1"
 
 
+async def test_compression_is_not_negotiated_by_default(server: LiveServer, people: People) -> None:
+    # Per-message deflate would cost tens of KiB per socket (CHATFORGE_WS_COMPRESSION).
+    async with ws_client(server, people.token(people.user), compression="deflate") as client:
+        assert client.connection.response.headers.get("Sec-WebSocket-Extensions") is None
+
+
 async def test_token_in_authorization_header(server: LiveServer, people: People) -> None:
     headers = {"Authorization": f"Bearer {people.token(people.user)}"}
     async with ws_client(server, additional_headers=headers) as client:

@@ -1,9 +1,10 @@
 """The ``/ws`` endpoint: authenticate, then turn client frames into service calls.
 
 It holds no rule of its own: every frame calls the same services as the REST API, and domain
-errors come back as ``error`` frames. Outgoing frames go through a bounded per-socket queue
-written by one task, so a slow client never slows the fan-out to everyone else; a client too slow
-to drain its queue is disconnected and resumes from its last ``seq`` when it reconnects.
+errors come back as ``error`` frames. Outgoing frames are written straight to the socket's
+transport (``wire.py``), so a slow client never slows the fan-out to everyone else; a client too
+slow to take what it is sent is disconnected and resumes from its last ``seq`` when it
+reconnects.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from chatforge.realtime.envelope import (
     user_topic,
 )
 from chatforge.realtime.flood import FrameBudget, Verdict
+from chatforge.realtime.wire import FRAME_WRITER, FrameWriter, text_frame
 from chatforge.services.conversations import ResyncRequired
 from chatforge.services.policy import require_role
 from chatforge.store.models import Role, User
@@ -43,34 +45,83 @@ TRY_AGAIN_LATER = 1013
 
 
 class SocketConnection:
-    """One accepted socket: the hub pushes frames, a writer task sends them in order."""
+    """One accepted socket, as the hub and the client session write to it."""
 
     def __init__(self, websocket: WebSocket, user: User) -> None:
         self.websocket = websocket
         self.user = user
         self.user_id = user.id
         self.conversations: set[int] = set()
-        self._queue: asyncio.Queue[str | None] = asyncio.Queue(SEND_QUEUE_LIMIT)
-        self._writer = asyncio.create_task(self._write())
+
+    def deliver(self, envelope: Envelope) -> None:
+        self._write(envelope.frame, envelope.wire)
+        if envelope.frame == SESSION_REVOKED_FRAME:
+            # The account was erased or closed: say so (done above), then hang up.
+            asyncio.get_running_loop().create_task(self.close(POLICY_VIOLATION))
 
     def push(self, frame: str) -> None:
-        if frame == SESSION_REVOKED_FRAME:
-            # The account was erased or closed: say so, then hang up (the token is dead too).
-            with contextlib.suppress(asyncio.QueueFull):
-                self._queue.put_nowait(frame)
-            asyncio.get_running_loop().create_task(self._revoke())
-            return
+        self._write(frame, None)
+
+    def send(self, frame: dict[str, Any]) -> None:
+        self._write(dumps(frame), None)
+
+    def _write(self, frame: str, wire: bytes | None) -> None:
+        raise NotImplementedError
+
+    async def finish(self) -> None:
+        """Hand over what is still waiting to be sent."""
+
+    async def close(self, code: int) -> None:
+        raise NotImplementedError
+
+
+class DirectConnection(SocketConnection):
+    """A socket written through its transport: no queue, no task, no await per frame."""
+
+    def __init__(self, websocket: WebSocket, user: User, writer: FrameWriter) -> None:
+        super().__init__(websocket, user)
+        self._writer = writer
+
+    def deliver(self, envelope: Envelope) -> None:
+        # The fan-out calls this once per recipient: keep it to one call and one comparison.
+        if not self._writer.write(envelope.wire):
+            self._too_slow()
+        elif envelope.frame == SESSION_REVOKED_FRAME:
+            self._writer.close(POLICY_VIOLATION)
+
+    def _write(self, frame: str, wire: bytes | None) -> None:
+        if not self._writer.write(wire if wire is not None else text_frame(frame)):
+            self._too_slow()
+
+    def _too_slow(self) -> None:
+        log.warning("closing slow socket of user %s", self.user_id)
+        self._writer.close(TRY_AGAIN_LATER)
+
+    async def close(self, code: int) -> None:
+        self._writer.close(code)
+
+
+class QueuedConnection(SocketConnection):
+    """A socket written with ``send_text`` by one task draining a bounded queue.
+
+    Used under ASGI servers that offer no frame writer; a slow client never slows the fan-out
+    to everyone else, and one too slow to drain its queue is disconnected.
+    """
+
+    def __init__(self, websocket: WebSocket, user: User) -> None:
+        super().__init__(websocket, user)
+        self._queue: asyncio.Queue[str | None] = asyncio.Queue(SEND_QUEUE_LIMIT)
+        self._writer = asyncio.create_task(self._drain())
+
+    def _write(self, frame: str, wire: bytes | None) -> None:
         try:
             self._queue.put_nowait(frame)
         except asyncio.QueueFull:
             log.warning("closing slow socket of user %s", self.user_id)
             self._writer.cancel()
-            asyncio.get_running_loop().create_task(self._close(TRY_AGAIN_LATER))
+            asyncio.get_running_loop().create_task(self._close_socket(TRY_AGAIN_LATER))
 
-    def send(self, frame: dict[str, Any]) -> None:
-        self.push(dumps(frame))
-
-    async def _write(self) -> None:
+    async def _drain(self) -> None:
         try:
             while (frame := await self._queue.get()) is not None:
                 await self.websocket.send_text(frame)
@@ -78,21 +129,29 @@ class SocketConnection:
             # The client went away; the receive loop notices and cleans up.
             return
 
-    async def _revoke(self) -> None:
-        await self.finish()
-        await self._close(POLICY_VIOLATION)
-
-    async def _close(self, code: int) -> None:
+    async def _close_socket(self, code: int) -> None:
         with contextlib.suppress(Exception):
             await self.websocket.close(code)
 
+    async def close(self, code: int) -> None:
+        await self.finish()
+        await self._close_socket(code)
+
     async def finish(self) -> None:
-        """Send what is queued, then stop the writer."""
         with contextlib.suppress(asyncio.QueueFull):
             self._queue.put_nowait(None)
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self._writer, 2)
         self._writer.cancel()
+
+
+def connect(websocket: WebSocket, user: User, send_buffer_bytes: int) -> SocketConnection:
+    """The fastest connection the serving protocol allows (see ``realtime/wire.py``)."""
+    writer = websocket.scope.get("extensions", {}).get(FRAME_WRITER)
+    if isinstance(writer, FrameWriter):
+        writer.limit = send_buffer_bytes
+        return DirectConnection(websocket, user, writer)
+    return QueuedConnection(websocket, user)
 
 
 async def authenticate(websocket: WebSocket, ctx: AppContext) -> User | None:
@@ -126,7 +185,12 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
         await websocket.close(POLICY_VIOLATION)
         return
     await websocket.accept()
-    connection = SocketConnection(websocket, user)
+    headers = websocket.scope.get("headers")
+    if isinstance(headers, list):
+        # Nothing reads the handshake's headers after authentication, and a process holds many
+        # idle sockets: a kilobyte each is worth giving back.
+        headers.clear()
+    connection = connect(websocket, user, ctx.settings.ws_send_buffer_bytes)
     session = ClientSession(ctx, connection)
     budget = FrameBudget(rate=ctx.settings.ws_frames_per_second, burst=ctx.settings.ws_frame_burst)
     await session.open()
@@ -143,8 +207,7 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
                 elif verdict is Verdict.disconnect:
                     log.warning("closing flooding socket of user %s", user.id)
                     ctx.flood_cooldown.start(user.id)
-                    await connection.finish()
-                    await websocket.close(POLICY_VIOLATION)
+                    await connection.close(POLICY_VIOLATION)
                     return
                 continue
             text = message.get("text")
