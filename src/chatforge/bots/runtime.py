@@ -9,8 +9,8 @@ must only happen once the step has committed (hand-off, outbound delivery) is do
 
 Steps come in batches (:meth:`BotRuntime.handle_many`): a few bulk statements per batch instead
 of several per message. Messages of one user in one batch are stepped in order, each seeing the
-state, stored values and quota the previous one left, exactly as if each had had its own
-transaction.
+state, stored values and quota the previous one left, as if each had had its own transaction;
+the clock is read once per batch, so they share one time.
 
 Transactions come from ``begin`` (by default ``Database.write``); chatforge passes the event
 log's. The transcript's events are published once the transaction has committed.
