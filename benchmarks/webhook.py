@@ -1,12 +1,19 @@
 """Signed Twilio WhatsApp webhooks against one chatforge process on SQLite.
 
-Starts ``chatforge serve`` (one worker, a fresh SQLite database in a temporary directory), then
-for each concurrency level sends ``--requests`` signed webhooks, each a new MessageSid from one of
-``--senders`` WhatsApp numbers asking the challenge bot for a challenge, and reports requests
-per second and latency percentiles. Requests are signed before the clock starts: the client's
-HMAC work is not the server's.
+Starts ``chatforge serve`` (one worker, a fresh SQLite database, pinned to CPU 0 by the harness),
+signs every request before the clock starts (the client's HMAC work is not the server's), and
+drives the server with ``wrk`` pinned to CPU 1: a Lua script cycles through the pre-signed
+bodies, each a new MessageSid from one of ``--senders`` WhatsApp numbers, with keywords that
+take the challenge bot's counted path (``python easy``), its uncounted ``help`` and an unknown
+word. A warm-up first sends every sender a ``help``, so the levels measure returning users
+(their first contact, which creates the account and the bot conversation, is reported apart).
 
-    python benchmarks/webhook.py --levels 1 4 16 64 --requests 2000
+    python benchmarks/webhook.py --levels 16 64 128 --seconds 10
+
+Prints requests per second, p50 / p99 latency and non-200 answers per connection count, then
+checks the database: one interaction per answered MessageSid, and nobody over the quota.
+Without ``wrk`` on the PATH it falls back to an httpx client in this process (far slower: it
+measures the client as much as the server).
 """
 
 from __future__ import annotations
@@ -17,28 +24,77 @@ import base64
 import hashlib
 import hmac
 import os
-import socket
+import re
+import shutil
+import sqlite3
 import subprocess
-import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlencode
 
 import httpx
 
-ROOT = Path(__file__).resolve().parents[1]
+from benchmarks.harness import Server, percentile, running_server
+
 TOKEN = "benchmark-auth-token"
 SID = "AC" + "b" * 32
 PATH = "/channels/twilio/whatsapp"
-KEYWORDS = ("python easy", "sql medium", "stats hard", "help", "python hard")
+# Counted (challenge), uncounted (help) and unknown: the bot's three main paths.
+KEYWORDS = ("python easy", "help", "sql medium", "what is this", "stats hard")
+QUOTA = 5
+
+LUA = r"""
+-- Cycles through pre-signed webhook bodies, one "signature<TAB>body" per line.
+local sigs, bodies, n, i = {}, {}, 0, 0
+wrapped = 0  -- global: done() reads it through thread:get
+local path = "/channels/twilio/whatsapp"
+
+function setup(thread)
+  table.insert(threads, thread)
+end
+threads = {}
+
+function init(args)
+  for line in io.lines(args[1]) do
+    local tab = line:find("\t", 1, true)
+    n = n + 1
+    sigs[n] = line:sub(1, tab - 1)
+    bodies[n] = line:sub(tab + 1)
+  end
+end
+
+function request()
+  i = i + 1
+  if i > n then i = 1; wrapped = wrapped + 1 end
+  return wrk.format("POST", path, {
+    ["Content-Type"] = "application/x-www-form-urlencoded",
+    ["X-Twilio-Signature"] = sigs[i],
+  }, bodies[i])
+end
+
+function done(summary, latency, requests)
+  for _, thread in ipairs(threads) do
+    io.write(string.format("wrapped=%d\n", thread:get("wrapped")))
+  end
+end
+"""
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+@dataclass
+class Result:
+    connections: int
+    requests: int
+    rate: float
+    p50_ms: float
+    p99_ms: float
+    failed: int
+    note: str = ""
+    # The server's CPU time per request (all its threads), and its share of one CPU while the
+    # level ran: on a shared machine these say more than the rate does.
+    cpu_us: float = float("nan")
+    cpu_share: float = float("nan")
 
 
 def sign(url: str, params: dict[str, str]) -> str:
@@ -46,39 +102,100 @@ def sign(url: str, params: dict[str, str]) -> str:
     return base64.b64encode(hmac.new(TOKEN.encode(), data.encode(), hashlib.sha1).digest()).decode()
 
 
-def signed_requests(url: str, count: int, senders: int, offset: int) -> list[tuple[bytes, str]]:
+def signed_requests(
+    url: str, count: int, senders: range, offset: int, keywords: tuple[str, ...] = KEYWORDS
+) -> list[tuple[str, str]]:
+    """``count`` (signature, body) pairs with MessageSids from ``offset``, cycling senders."""
     prepared = []
     for i in range(count):
-        number = f"+1555{(i % senders):07d}"
+        sender = senders[i % len(senders)]
         form = {
             "MessageSid": f"SM{offset + i:032x}",
             "AccountSid": SID,
-            "From": f"whatsapp:{number}",
+            "From": f"whatsapp:+1555{sender:07d}",
             "To": "whatsapp:+14155238886",
-            "Body": KEYWORDS[i % len(KEYWORDS)],
+            "Body": keywords[(i // len(senders)) % len(keywords)],
             "NumMedia": "0",
-            "ProfileName": f"Bench {i % senders}",
+            "ProfileName": f"Bench {sender}",
         }
-        prepared.append((urlencode(form).encode(), sign(url, form)))
+        prepared.append((sign(url, form), urlencode(form)))
     return prepared
 
 
-async def run_level(
-    url: str, prepared: list[tuple[bytes, str]], concurrency: int
-) -> tuple[float, list[float], int]:
+def _ms(text: str) -> float:
+    value = float(re.sub(r"[a-z]+$", "", text))
+    unit = re.sub(r"^[0-9.]+", "", text)
+    return value * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}[unit]
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of process ``pid`` and all its threads so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def run_wrk(
+    server: Server, folder: Path, prepared: list[tuple[str, str]], connections: int, seconds: int
+) -> Result:
+    bodies = folder / f"bodies-{connections}.tsv"
+    bodies.write_text("".join(f"{sig}\t{body}\n" for sig, body in prepared))
+    script = folder / "webhook.lua"
+    script.write_text(LUA)
+    command = [
+        "wrk",
+        "-t1",
+        f"-c{connections}",
+        f"-d{seconds}s",
+        "--latency",
+        "--timeout",
+        "10s",
+    ]
+    command += ["-s", str(script), server.url, "--", str(bodies)]
+    if (os.cpu_count() or 1) > 1 and shutil.which("taskset"):
+        command = ["taskset", "-c", "1", *command]
+    cpu_before, started = cpu_seconds(server.pid), time.perf_counter()
+    run = subprocess.run(command, capture_output=True, text=True)
+    cpu = cpu_seconds(server.pid) - cpu_before
+    elapsed = time.perf_counter() - started
+    if run.returncode != 0:
+        raise SystemExit(f"wrk failed: {run.stderr or run.stdout}")
+    out = run.stdout
+    total = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
+    rate = float(re.search(r"Requests/sec:\s+([0-9.]+)", out).group(1))  # type: ignore[union-attr]
+    distribution = out[out.index("Latency Distribution") :]
+    p50 = _ms(re.search(r"^\s*50%\s+(\S+)", distribution, re.M).group(1))  # type: ignore[union-attr]
+    p99 = _ms(re.search(r"^\s*99%\s+(\S+)", distribution, re.M).group(1))  # type: ignore[union-attr]
+    failed = int(m.group(1)) if (m := re.search(r"Non-2xx or 3xx responses: (\d+)", out)) else 0
+    errors = re.search(r"Socket errors: (.*)", out)
+    wrapped = int(m.group(1)) if (m := re.search(r"wrapped=(\d+)", out)) else 0
+    note = "; ".join(
+        filter(
+            None,
+            [
+                f"socket errors {errors.group(1)}" if errors else "",
+                "RAN OUT OF BODIES: later requests were retries" if wrapped else "",
+            ],
+        )
+    )
+    return Result(
+        connections, total, rate, p50, p99, failed, note, cpu / total * 1e6, cpu / elapsed
+    )
+
+
+async def _httpx_level(server: Server, prepared: list[tuple[str, str]], connections: int) -> Result:
     latencies: list[float] = []
-    errors = 0
+    failed = 0
     queue = iter(prepared)
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(limits=limits, timeout=60) as client:
+    limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
+    async with httpx.AsyncClient(base_url=server.url, limits=limits, timeout=60) as client:
 
         async def worker() -> None:
-            nonlocal errors
-            for body, signature in queue:
+            nonlocal failed
+            for signature, body in queue:
                 started = time.perf_counter()
                 try:
                     response = await client.post(
-                        url,
+                        PATH,
                         content=body,
                         headers={
                             "Content-Type": "application/x-www-form-urlencoded",
@@ -89,85 +206,98 @@ async def run_level(
                 except httpx.TransportError:
                     ok = False
                 latencies.append(time.perf_counter() - started)
-                errors += not ok
+                failed += not ok
 
         started = time.perf_counter()
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        await asyncio.gather(*(worker() for _ in range(connections)))
         elapsed = time.perf_counter() - started
-    return elapsed, latencies, errors
-
-
-def percentile(values: list[float], share: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
-
-
-def start_server(data_dir: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CHATFORGE_")}
-    env.update(
-        CHATFORGE_DATA_DIR=str(data_dir),
-        CHATFORGE_SECRET_KEY="benchmark-secret-key-that-is-long-enough-0123",
-        CHATFORGE_PUBLIC_URL=f"http://127.0.0.1:{port}",
-        CHATFORGE_TWILIO_ACCOUNT_SID=SID,
-        CHATFORGE_TWILIO_AUTH_TOKEN=TOKEN,
-        PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT / "src"), env.get("PYTHONPATH")])),
+    return Result(
+        connections,
+        len(latencies),
+        len(latencies) / elapsed,
+        percentile(latencies, 0.50) * 1000,
+        percentile(latencies, 0.99) * 1000,
+        failed,
+        "httpx client (wrk not found)",
     )
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "chatforge", "serve", "--port", str(port)],
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
-                return process
-        except httpx.TransportError:
-            time.sleep(0.1)
-    process.kill()
-    raise SystemExit("chatforge did not start")
+
+
+def check_database(server: Server) -> str:
+    """Every stored interaction has its claimed MessageSid, and nobody exceeded the quota."""
+    with sqlite3.connect(server.data_dir / "chatforge.db") as db:
+        claimed = db.execute("SELECT count(*) FROM inbound_messages").fetchone()[0]
+        logged = db.execute("SELECT count(*) FROM bot_interactions").fetchone()[0]
+        most = db.execute(
+            "SELECT coalesce(max(n), 0) FROM (SELECT count(*) AS n FROM bot_interactions"
+            " WHERE counted GROUP BY user_id)"
+        ).fetchone()[0]
+    verdict = "ok" if claimed == logged and most <= QUOTA else "MISMATCH"
+    return (
+        f"database {verdict}: {claimed} MessageSids claimed, {logged} interactions logged,"
+        f" at most {most} counted per sender (quota {QUOTA})"
+    )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--levels", type=int, nargs="+", default=[1, 4, 16, 64])
-    parser.add_argument("--requests", type=int, default=1000, help="per concurrency level")
-    parser.add_argument("--senders", type=int, default=500, help="distinct WhatsApp numbers")
+    parser.add_argument("--levels", type=int, nargs="+", default=[16, 64, 128])
+    parser.add_argument("--seconds", type=int, default=10, help="per level (wrk)")
+    parser.add_argument("--senders", type=int, default=10_000, help="distinct WhatsApp numbers")
+    parser.add_argument(
+        "--max-rate", type=int, default=12_000, help="bodies signed per level: rate x seconds"
+    )
+    parser.add_argument("--requests", type=int, default=2000, help="per level (httpx fallback)")
     args = parser.parse_args()
+    use_wrk = shutil.which("wrk") is not None
+    env = {"CHATFORGE_TWILIO_ACCOUNT_SID": SID, "CHATFORGE_TWILIO_AUTH_TOKEN": TOKEN}
 
-    port = free_port()
-    url = f"http://127.0.0.1:{port}{PATH}"
-    with tempfile.TemporaryDirectory() as folder:
-        log = Path(folder) / "server.log"
-        process = start_server(Path(folder), port, log)
-        try:
-            # Warm-up: creates the accounts of the senders, so every level measures the same path.
-            warm = signed_requests(url, args.senders, args.senders, offset=10**9)
-            asyncio.run(run_level(url, warm, 8))
-            header = ("concurrency", "requests", "req/s", "p50 ms", "p99 ms", "errors")
-            print(" ".join(f"{h:>11}" for h in header))
-            offset = 0
-            for level in args.levels:
-                prepared = signed_requests(url, args.requests, args.senders, offset)
-                offset += args.requests
-                elapsed, latencies, errors = asyncio.run(run_level(url, prepared, level))
-                row = (
-                    f"{level}",
-                    f"{len(latencies)}",
-                    f"{len(latencies) / elapsed:.1f}",
-                    f"{percentile(latencies, 0.50) * 1000:.1f}",
-                    f"{percentile(latencies, 0.99) * 1000:.1f}",
-                    f"{errors}",
-                )
-                print(" ".join(f"{cell:>11}" for cell in row))
-        finally:
-            process.terminate()
-            process.wait(10)
-            problems = [line for line in log.read_text().splitlines() if "Error" in line]
-            if problems:
-                print(f"server log: {len(problems)} error lines, e.g. {problems[-1]}")
+    def level(server: Server, folder: Path, prepared: list[tuple[str, str]], c: int) -> Result:
+        if use_wrk:
+            return run_wrk(server, folder, prepared, c, args.seconds)
+        return asyncio.run(_httpx_level(server, prepared, c))
+
+    with running_server(**env) as server, tempfile.TemporaryDirectory() as scratch:
+        folder = Path(scratch)
+        url = server.url + PATH
+        senders = range(args.senders)
+        print(f"load average before: {os.getloadavg()[0]:.2f}")
+        # First contact of every sender: creates their account, bot state and conversation.
+        warm = signed_requests(url, args.senders, senders, 10**12, keywords=("help",))
+        started = time.perf_counter()
+        first = level(server, folder, warm, 64)
+        # wrk stops at its deadline, not at the end of the list: send whatever it left out (a
+        # request in flight at the deadline may come again: handled once, answered empty).
+        sent = first.requests
+        while use_wrk and sent < len(warm):
+            sent += level(server, folder, warm[sent:], 64).requests
+        print(
+            f"warm-up: {args.senders} first contacts in {time.perf_counter() - started:.1f} s"
+            f" (first-contact rate {first.rate:.0f} req/s, p99 {first.p99_ms:.1f} ms)"
+        )
+        header = ("connections", "requests", "req/s", "p50 ms", "p99 ms", "non-200", "CPU us/req")
+        print(" ".join(f"{h:>11}" for h in header), " note")
+        offset = 0
+        for connections in args.levels:
+            count = int(args.max_rate * args.seconds) if use_wrk else args.requests
+            prepared = signed_requests(url, count, senders, offset)
+            offset += count
+            result = level(server, folder, prepared, connections)
+            row = (
+                f"{result.connections}",
+                f"{result.requests}",
+                f"{result.rate:.0f}",
+                f"{result.p50_ms:.1f}",
+                f"{result.p99_ms:.1f}",
+                f"{result.failed}",
+                f"{result.cpu_us:.0f} ({result.cpu_share:.0%})",
+            )
+            print(" ".join(f"{cell:>11}" for cell in row), "", result.note)
+        print(f"load average after: {os.getloadavg()[0]:.2f}")
+        print(check_database(server))
+        log = (server.data_dir / "server.log").read_text(errors="replace").splitlines()
+        problems = [line for line in log if "Error" in line or "Traceback" in line]
+        if problems:
+            print(f"server log: {len(problems)} error lines, e.g. {problems[-1]}")
 
 
 if __name__ == "__main__":

@@ -102,7 +102,9 @@ class AppContext:
         await self.broker.start()
 
     async def close(self) -> None:
-        # Moderators' replies still queued for a channel go out before the HTTP client closes.
+        # Webhooks still waiting for a batch are refused (a 503 the platform retries), then
+        # moderators' replies still queued for a channel go out before the HTTP client closes.
+        await self.channels.close()
         await self.relay.close()
         await self.http.aclose()
         await self.presence.close()

@@ -7,12 +7,14 @@ import re
 import xml.etree.ElementTree as ET
 from collections.abc import Mapping
 from datetime import timedelta
+from typing import Any
 from urllib.parse import urlencode
 
 import httpx
 import pytest
 from sqlalchemy import func, select
 
+from chatforge.api.channels import WhatsAppShortcut
 from chatforge.store.bot_models import BotInteraction, InboundMessage
 from chatforge.store.models import ChannelIdentity, User
 from tests.clock import ManualClock
@@ -45,7 +47,11 @@ def post(
 def messages(response: httpx.Response) -> list[str]:
     assert response.status_code == 200, response.text
     assert response.headers["content-type"].startswith("application/xml")
-    root = ET.fromstring(response.text)
+    return messages_of(response.text)
+
+
+def messages_of(twiml: str) -> list[str]:
+    root = ET.fromstring(twiml)
     assert root.tag == "Response"
     return [node.text or "" for node in root.findall("Message")]
 
@@ -213,3 +219,32 @@ def test_later_replies_go_out_through_twilios_messages_api(
 
 def test_a_sid_is_what_twilio_sends() -> None:
     assert re.fullmatch(r"SM[0-9a-f]{32}", message_sid())
+
+
+def test_the_route_answers_as_its_shortcut_does(api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
+    cases = [
+        whatsapp_form("python easy", sender="+447700900001"),
+        dict(whatsapp_form("sql hard"), Body="tampered"),
+        dict(whatsapp_form("sql hard"), From="whatsapp:nobody"),
+    ]
+    signatures = ["sign", twilio_signature(TWILIO_TOKEN, URL, cases[1] | {"Body": "x"}), "sign"]
+
+    def answers() -> list[tuple[int, str, str]]:
+        found = []
+        for form, signature in zip(cases, signatures, strict=True):
+            response = post(api, form, signature=signature)
+            found.append((response.status_code, response.headers["content-type"], response.text))
+        return found
+
+    through_shortcut = answers()
+
+    async def pass_through(self: WhatsAppShortcut, scope: Any, receive: Any, send: Any) -> None:
+        await self.app(scope, receive, send)
+
+    monkeypatch.setattr(WhatsAppShortcut, "__call__", pass_through)
+    # The same webhooks again (a retry of the first: handled once, so its answer is empty).
+    through_route = answers()
+    assert [a[:2] for a in through_route] == [a[:2] for a in through_shortcut]
+    assert through_route[1:] == through_shortcut[1:]
+    assert messages_of(through_shortcut[0][2])[1].startswith("Python · easy")
+    assert messages_of(through_route[0][2]) == []

@@ -2,37 +2,58 @@
 
 Thin adapters: read the raw body (bounded), check the platform's signature before anything
 else, parse, hand the messages to the gateway, answer in the platform's format. A bad or missing
-signature is a 403 and nothing is stored.
+signature is a 403 and nothing is stored. An answer is sent only once the message's handling has
+committed; when it could not be (the database refused the batch), the answer is a 503, and the
+platform's retry is handled afresh.
+
+The WhatsApp webhook is the busy one (every message of every WhatsApp user), so
+:class:`WhatsAppShortcut` hands its requests straight to :func:`answer_whatsapp`, past FastAPI's
+routing and dependency resolution, which cost more than everything else the request does. The
+route below stays, for the API description and for an app built without the shortcut; both
+answer with the same function and the same error bodies.
 """
 
 from __future__ import annotations
 
 import logging
 from typing import Annotated
-from urllib.parse import parse_qsl
 
 from fastapi import APIRouter, BackgroundTasks, Header, Query, Request
+from sqlalchemy.exc import DBAPIError
+from starlette.datastructures import State
 from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from chatforge.api.deps import Context
+from chatforge.api.errors import domain_error, unexpected_error
 from chatforge.api.schemas import ErrorOut
 from chatforge.channels.base import Channel, ChannelError
+from chatforge.channels.batching import WriterStopped
 from chatforge.channels.facebook_messenger import PATH as MESSENGER_PATH
 from chatforge.channels.twilio_whatsapp import PATH as WHATSAPP_PATH
-from chatforge.channels.twilio_whatsapp import form_params
-from chatforge.errors import ChatforgeError, Forbidden, Invalid
+from chatforge.channels.twilio_whatsapp import parse_form
+from chatforge.context import AppContext
+from chatforge.errors import ChatforgeError, Forbidden
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["channels"])
 
 MAX_TWILIO_BODY = 32 * 1024
 MAX_MESSENGER_BODY = 256 * 1024
-MAX_FORM_FIELDS = 64
+SIGNATURE = "X-Twilio-Signature"
+SIGNATURE_SETTINGS = "X-Twilio-Webhooks-Signature-Settings"
 
 
 class PayloadTooLarge(ChatforgeError):
     status = 413
     default_code = "too_large"
+
+
+class TryAgain(ChatforgeError):
+    """The message could not be stored now; nothing of it was. Platforms retry a 5xx."""
+
+    status = 503
+    default_code = "try_again"
 
 
 async def read_body(request: Request, limit: int) -> bytes:
@@ -50,6 +71,25 @@ async def read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
+async def answer_whatsapp(
+    ctx: AppContext, request: Request, signature: str | None, signature_settings: str | None
+) -> Response:
+    """The TwiML answer to one signed WhatsApp webhook; raises ``ChatforgeError``s."""
+    raw = await read_body(request, MAX_TWILIO_BODY)
+    params = parse_form(raw)
+    if not ctx.whatsapp.verify(params, signature, signature_settings):
+        raise Forbidden("The Twilio signature is missing or wrong.", code="bad_signature")
+    message = ctx.whatsapp.parse(params)
+    try:
+        delivery = await ctx.channels.receive(message)
+    except (DBAPIError, WriterStopped) as exc:
+        # Its transaction did not commit (the database refused it, or the server is stopping):
+        # nothing is stored, and Twilio's retry of the same MessageSid is handled as new.
+        log.warning("WhatsApp message %s not stored: %r", message.message_id, exc)
+        raise TryAgain("The message could not be stored now; send it again.") from exc
+    return Response(ctx.whatsapp.twiml(delivery.replies), media_type="application/xml")
+
+
 @router.post(
     WHATSAPP_PATH,
     response_class=Response,
@@ -58,6 +98,7 @@ async def read_body(request: Request, limit: int) -> bytes:
         403: {"model": ErrorOut},
         413: {"model": ErrorOut},
         422: {"model": ErrorOut},
+        503: {"model": ErrorOut},
     },
     openapi_extra={
         "requestBody": {
@@ -69,25 +110,42 @@ async def read_body(request: Request, limit: int) -> bytes:
 async def twilio_whatsapp(
     request: Request,
     ctx: Context,
-    signature: Annotated[str | None, Header(alias="X-Twilio-Signature")] = None,
-    signature_settings: Annotated[
-        str | None, Header(alias="X-Twilio-Webhooks-Signature-Settings")
-    ] = None,
+    signature: Annotated[str | None, Header(alias=SIGNATURE)] = None,
+    signature_settings: Annotated[str | None, Header(alias=SIGNATURE_SETTINGS)] = None,
 ) -> Response:
     """A WhatsApp message from Twilio, signed with ``X-Twilio-Signature``; answered in TwiML."""
-    raw = await read_body(request, MAX_TWILIO_BODY)
-    try:
-        pairs = parse_qsl(
-            raw.decode("utf-8"), keep_blank_values=True, max_num_fields=MAX_FORM_FIELDS
-        )
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise Invalid("The body is not a URL-encoded form.", code="invalid_payload") from exc
-    params = form_params(pairs)
-    if not ctx.whatsapp.verify(params, signature, signature_settings):
-        raise Forbidden("The Twilio signature is missing or wrong.", code="bad_signature")
-    message = ctx.whatsapp.parse(params)
-    delivery = await ctx.channels.receive(message)
-    return Response(ctx.whatsapp.twiml(delivery.replies), media_type="application/xml")
+    return await answer_whatsapp(ctx, request, signature, signature_settings)
+
+
+class WhatsAppShortcut:
+    """ASGI middleware answering ``POST /channels/twilio/whatsapp`` itself, with the app's
+    error bodies; every other request goes on to ``app``."""
+
+    def __init__(self, app: ASGIApp, state: State) -> None:
+        self.app = app
+        # The application's state, where the lifespan puts the context once it has started.
+        self.state = state
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (
+            scope["type"] != "http"
+            or scope["path"] != WHATSAPP_PATH
+            or scope["method"] != "POST"
+            or scope.get("root_path")
+        ):
+            await self.app(scope, receive, send)
+            return
+        request = Request(scope, receive)
+        headers = request.headers
+        try:
+            response = await answer_whatsapp(
+                self.state.ctx, request, headers.get(SIGNATURE), headers.get(SIGNATURE_SETTINGS)
+            )
+        except ChatforgeError as exc:
+            response = await domain_error(request, exc)
+        except Exception as exc:
+            response = await unexpected_error(request, exc)
+        await response(scope, receive, send)
 
 
 @router.get(MESSENGER_PATH, response_class=PlainTextResponse, responses={403: {"model": ErrorOut}})

@@ -60,7 +60,7 @@ async def error_response(
     return render_error_page(request, status, detail, headers=headers)
 
 
-async def _domain_error(request: Request, exc: Exception) -> Response:
+async def domain_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ChatforgeError)
     headers: dict[str, str] = {}
     retry_after = getattr(exc, "retry_after", None)
@@ -103,7 +103,7 @@ async def _validation_error(request: Request, exc: Exception) -> Response:
     return JSONResponse({"detail": detail, "code": "invalid", "errors": fields}, status_code=422)
 
 
-async def _unexpected(request: Request, exc: Exception) -> Response:
+async def unexpected_error(request: Request, exc: Exception) -> Response:
     log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
     return await error_response(request, 500, "Something went wrong on our side.", "internal_error")
 
@@ -113,7 +113,7 @@ def _quote(target: str) -> str:
 
 
 def install_error_handlers(app: FastAPI) -> None:
-    app.add_exception_handler(ChatforgeError, _domain_error)
+    app.add_exception_handler(ChatforgeError, domain_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
-    app.add_exception_handler(Exception, _unexpected)
+    app.add_exception_handler(Exception, unexpected_error)

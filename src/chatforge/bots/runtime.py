@@ -1,41 +1,52 @@
 """Running bots against the database (B1, B3, B7).
 
-The runtime loads a user's snapshot, lets the pure machine take a step, and writes back the new
-state, the stored values, the idle deadline, one interaction row and the transcript, all in the
-caller's transaction (so a channel claims the inbound message id in that same transaction, and
-a webhook costs one transaction). Work that must only happen once the step has committed
-(hand-off, outbound delivery) is done by :meth:`BotRuntime.after_commit`.
+The runtime loads users' snapshots, lets the pure machine take a step for each message, and
+writes back the new states, the stored values, the idle deadlines, one interaction row per
+message and the transcript, all in the caller's transaction (so a channel claims the inbound
+message ids in that same transaction, and a batch of webhooks costs one transaction). Work that
+must only happen once the step has committed (hand-off, outbound delivery) is done by
+:meth:`BotRuntime.after_commit`.
 
-Transactions come from ``transaction`` (by default ``Database.write``); chatforge passes the
-event log's, which publishes the transcript's events to live viewers after the commit.
+Steps come in batches (:meth:`BotRuntime.handle_many`): a few bulk statements per batch instead
+of several per message. Messages of one user in one batch are stepped in order, each seeing the
+state, stored values and quota the previous one left, as if each had had its own transaction;
+the clock is read once per batch, so they share one time.
+
+Transactions come from ``begin`` (by default ``Database.write``); chatforge passes the event
+log's. The transcript's events are published once the transaction has committed.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
+from functools import cache
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Select, bindparam, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from chatforge.bots import machine
-from chatforge.bots.machine import BotDefinition, Outcome, Snapshot
+from chatforge.bots.machine import BotDefinition, JSONValue, Outcome, Snapshot
 from chatforge.bots.registry import BotRegistry
 from chatforge.bots.seams import (
+    Exchange,
     HandoffDesk,
     HandoffTicket,
     NoHandoffDesk,
     NoTranscript,
     Outbox,
+    Person,
     Transcript,
 )
 from chatforge.store.bot_models import BotInteraction, BotState
+from chatforge.store.bulk import Bulk, among, padded
 from chatforge.store.database import Database
-from chatforge.store.models import User
+from chatforge.store.models import Base, User
 from chatforge.store.types import utcnow
 
 log = logging.getLogger(__name__)
@@ -43,6 +54,38 @@ log = logging.getLogger(__name__)
 Clock = Callable[[], datetime]
 Transaction = Callable[[], AbstractAsyncContextManager[AsyncSession]]
 SWEEP_BATCH = 100
+_STATES = Base.metadata.tables[BotState.__tablename__]
+_INTERACTIONS = Base.metadata.tables[BotInteraction.__tablename__]
+_NEW_STATE = insert(_STATES)
+_UPDATE_STATE = update(_STATES).where(_STATES.c.id == bindparam("row_id"))
+_NEW_INTERACTION = insert(_INTERACTIONS)
+
+
+@cache
+def _states_query(size: int) -> Select[int, int, str | None, Any, datetime | None]:
+    """The state rows of one bot's users (locked on PostgreSQL until the batch commits)."""
+    return (
+        select(
+            _STATES.c.id,
+            _STATES.c.user_id,
+            _STATES.c.state,
+            _STATES.c["values"],
+            _STATES.c.idle_deadline,
+        )
+        .where(_STATES.c.bot == bindparam("bot"), among(_STATES.c.user_id, "user", size))
+        .with_for_update()
+    )
+
+
+@cache
+def _counted_query(size: int) -> Select[int, datetime]:
+    """When each of one bot's users made the counted requests still in its quota window."""
+    return select(_INTERACTIONS.c.user_id, _INTERACTIONS.c.created_at).where(
+        _INTERACTIONS.c.bot == bindparam("bot"),
+        among(_INTERACTIONS.c.user_id, "user", size),
+        _INTERACTIONS.c.counted.is_(True),
+        _INTERACTIONS.c.created_at > bindparam("since", type_=_INTERACTIONS.c.created_at.type),
+    )
 
 
 @dataclass(slots=True)
@@ -60,6 +103,42 @@ class BotReply:
         return self.outcome.replies
 
 
+@dataclass(frozen=True, slots=True)
+class BotRequest:
+    """One inbound message for ``bot`` from ``person`` on ``channel``."""
+
+    bot: BotDefinition
+    person: Person
+    channel: str
+    text: str
+
+
+@dataclass(slots=True)
+class _Standing:
+    """One user's state with one bot while a batch is stepped: loaded, then kept current."""
+
+    row_id: int | None
+    state: str | None = None
+    values: dict[str, JSONValue] = field(default_factory=dict)
+    idle_deadline: datetime | None = None
+    counted_at: tuple[datetime, ...] = ()
+    # A state row exists (loaded, or to be inserted for an earlier message of the batch).
+    exists: bool = False
+    # The columns to write at the end of the batch, if a step changed them.
+    write: dict[str, Any] | None = None
+
+
+def _state_columns(outcome: Outcome, channel: str, now: datetime) -> dict[str, Any]:
+    """The ``bot_states`` columns a step writes (also for an apology: state as it was)."""
+    return {
+        "state": outcome.state,
+        "values": dict(outcome.values),
+        "channel": channel,
+        "idle_deadline": outcome.idle_deadline,
+        "updated_at": now,
+    }
+
+
 class BotRuntime:
     def __init__(
         self,
@@ -73,7 +152,7 @@ class BotRuntime:
         transaction: Transaction | None = None,
     ) -> None:
         self.db = db
-        self._begin: Transaction = transaction or db.write
+        self.begin: Transaction = transaction or db.write
         self.registry = registry
         self.clock = clock
         self.transcript: Transcript = transcript or NoTranscript()
@@ -82,103 +161,131 @@ class BotRuntime:
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSession]:
-        """A write transaction for a bot step (events are published after it commits)."""
-        async with self._begin() as session:
+        """A write transaction for bot steps; the transcript's events go out after it commits."""
+        async with self.begin() as session:
             yield session
+        await self.published(session)
 
-    async def _snapshot(
-        self, session: AsyncSession, bot: BotDefinition, user: User, channel: str, now: datetime
-    ) -> tuple[BotState | None, Snapshot]:
-        row = await session.scalar(
-            select(BotState)
-            .where(BotState.bot == bot.name, BotState.user_id == user.id)
-            .with_for_update()
-        )
-        counted: tuple[datetime, ...] = ()
-        if bot.quota is not None:
-            times = await session.scalars(
-                select(BotInteraction.created_at).where(
-                    BotInteraction.bot == bot.name,
-                    BotInteraction.user_id == user.id,
-                    BotInteraction.counted.is_(True),
-                    BotInteraction.created_at > bot.quota.since(now),
+    async def published(self, session: AsyncSession) -> None:
+        """After ``session``'s transaction committed: publish what its steps recorded."""
+        await self.transcript.publish(session)
+
+    async def _standings(
+        self, session: AsyncSession, requests: Sequence[BotRequest], now: datetime
+    ) -> dict[tuple[str, int], _Standing]:
+        """Every (bot, user) of the batch as stored: two queries per bot, not two per message."""
+        bulk = await Bulk.of(session)
+        standings: dict[tuple[str, int], _Standing] = {}
+        users: dict[str, set[int]] = {}
+        bots: dict[str, BotDefinition] = {}
+        for request in requests:
+            users.setdefault(request.bot.name, set()).add(request.person.id)
+            bots[request.bot.name] = request.bot
+        for name, user_ids in users.items():
+            size, ids = padded("user", user_ids)
+            rows = await bulk.rows(_states_query(size), {"bot": name, **ids})
+            for row_id, user_id, state, values, deadline in rows:
+                standings[(name, user_id)] = _Standing(
+                    row_id, state, dict(values or {}), deadline, exists=True
                 )
-            )
-            counted = tuple(times)
-        snapshot = Snapshot(
-            user_id=user.id,
-            display_name=user.display_name,
-            channel=channel,
-            state=row.state if row else None,
-            values=dict(row.values) if row else {},
-            idle_deadline=row.idle_deadline if row else None,
-            counted_at=counted,
-        )
-        return row, snapshot
+            quota = bots[name].quota
+            counted: dict[int, list[datetime]] = {}
+            if quota is not None:
+                times = await bulk.rows(
+                    _counted_query(size), {"bot": name, "since": quota.since(now), **ids}
+                )
+                for user_id, created_at in times:
+                    counted.setdefault(user_id, []).append(created_at)
+            for user_id in user_ids:
+                standing = standings.setdefault((name, user_id), _Standing(None))
+                standing.counted_at = tuple(counted.get(user_id, ()))
+        return standings
 
-    @staticmethod
-    def _save(
-        session: AsyncSession,
-        row: BotState | None,
-        bot: BotDefinition,
-        user_id: int,
-        channel: str,
-        outcome: Outcome,
-        now: datetime,
-    ) -> None:
-        if row is None:
-            row = BotState(bot=bot.name, user_id=user_id)
-            session.add(row)
-        row.state = outcome.state
-        row.values = dict(outcome.values)
-        row.channel = channel
-        row.idle_deadline = outcome.idle_deadline
-        row.updated_at = now
-
-    async def handle(
-        self, session: AsyncSession, bot: BotDefinition, user: User, channel: str, text: str
-    ) -> BotReply:
-        """Run one step of ``bot`` for ``user`` inside the caller's write transaction.
+    async def handle_many(
+        self, session: AsyncSession, requests: Sequence[BotRequest]
+    ) -> list[BotReply]:
+        """Run one step per request, in order, inside the caller's write transaction.
 
         A handler's exception is logged here and turned into the bot's apology; the user's
         state and stored values stay as they were, and the interaction is not counted.
         """
+        if not requests:
+            return []
         now = self.clock()
-        row, snapshot = await self._snapshot(session, bot, user, channel, now)
-        outcome = await machine.step(bot, snapshot, text, now)
-        if outcome.error is not None:
-            log.error(
-                "bot %s failed for user %s in state %s",
-                bot.name,
-                user.id,
-                snapshot.state,
-                exc_info=outcome.error,
+        standings = await self._standings(session, requests, now)
+        replies: list[BotReply] = []
+        interactions: list[dict[str, Any]] = []
+        exchanges: list[Exchange] = []
+        for request in requests:
+            bot, person, channel = request.bot, request.person, request.channel
+            standing = standings[(bot.name, person.id)]
+            snapshot = Snapshot(
+                user_id=person.id,
+                display_name=person.display_name,
+                channel=channel,
+                state=standing.state,
+                values=dict(standing.values),
+                idle_deadline=standing.idle_deadline,
+                counted_at=standing.counted_at,
             )
-        if outcome.error is None or row is not None:
-            self._save(session, row, bot, user.id, channel, outcome, now)
-        if outcome.interaction is not None:
-            session.add(
-                BotInteraction(
-                    bot=bot.name,
-                    user_id=user.id,
-                    channel=channel,
-                    keyword=outcome.interaction.keyword,
-                    outcome=outcome.interaction.outcome,
-                    counted=outcome.interaction.counted,
-                    created_at=now,
+            outcome = await machine.step(bot, snapshot, request.text, now)
+            if outcome.error is not None:
+                log.error(
+                    "bot %s failed for user %s in state %s",
+                    bot.name,
+                    person.id,
+                    snapshot.state,
+                    exc_info=outcome.error,
                 )
-            )
-        await self.transcript.record(
-            session,
-            bot=bot.name,
-            user_id=user.id,
-            channel=channel,
-            inbound=text,
-            replies=list(outcome.replies),
-        )
-        return BotReply(
-            bot=bot.name, user_id=user.id, channel=channel, inbound=text, outcome=outcome
-        )
+            if outcome.error is None or standing.exists:
+                standing.write = _state_columns(outcome, channel, now)
+                standing.state = outcome.state
+                standing.values = standing.write["values"]
+                standing.idle_deadline = outcome.idle_deadline
+                standing.exists = True
+            if outcome.interaction is not None:
+                interactions.append(
+                    {
+                        "bot": bot.name,
+                        "user_id": person.id,
+                        "channel": channel,
+                        "keyword": outcome.interaction.keyword,
+                        "outcome": outcome.interaction.outcome,
+                        "counted": outcome.interaction.counted,
+                        "created_at": now,
+                    }
+                )
+                if outcome.interaction.counted:
+                    standing.counted_at = (*standing.counted_at, now)
+            exchanges.append(Exchange(bot.name, person, channel, request.text, outcome.replies))
+            replies.append(BotReply(bot.name, person.id, channel, request.text, outcome))
+        await self._store(session, standings)
+        await (await Bulk.of(session)).run(_NEW_INTERACTION, interactions)
+        await self.transcript.record(session, exchanges)
+        return replies
+
+    @staticmethod
+    async def _store(session: AsyncSession, standings: dict[tuple[str, int], _Standing]) -> None:
+        """Write the batch's final states: one bulk insert and one bulk update."""
+        inserts: list[dict[str, Any]] = []
+        updates: list[dict[str, Any]] = []
+        for (bot, user_id), standing in standings.items():
+            if standing.write is None:
+                continue
+            if standing.row_id is None:
+                inserts.append({"bot": bot, "user_id": user_id, **standing.write})
+            else:
+                updates.append({"row_id": standing.row_id, **standing.write})
+        bulk = await Bulk.of(session)
+        await bulk.run(_NEW_STATE, inserts)
+        await bulk.run(_UPDATE_STATE, updates)
+
+    async def handle(
+        self, session: AsyncSession, bot: BotDefinition, user: Person, channel: str, text: str
+    ) -> BotReply:
+        """One step of ``bot`` for ``user`` inside the caller's write transaction."""
+        [reply] = await self.handle_many(session, [BotRequest(bot, user, channel, text)])
+        return reply
 
     async def after_commit(self, reply: BotReply) -> str | None:
         """Side effects of a committed step: the hand-off.
@@ -205,7 +312,7 @@ class BotRuntime:
                 reply.outcome.replies.append(notice)
         return notice or None
 
-    async def converse(self, bot: BotDefinition, user: User, channel: str, text: str) -> BotReply:
+    async def converse(self, bot: BotDefinition, user: Person, channel: str, text: str) -> BotReply:
         """One step in its own transaction, then its after-commit work (console, web)."""
         async with self.transaction() as session:
             reply = await self.handle(session, bot, user, channel, text)
@@ -262,7 +369,8 @@ class BotRuntime:
                         row.user_id,
                         exc_info=outcome.error,
                     )
-                self._save(session, row, bot, row.user_id, row.channel, outcome, now)
+                for column, value in _state_columns(outcome, row.channel, now).items():
+                    setattr(row, column, value)
                 fired += 1
                 deliveries = (row.user_id, row.channel, outcome.replies)
             if deliveries is not None and self.outbox is not None:

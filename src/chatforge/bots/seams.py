@@ -3,31 +3,50 @@
 The runtime only talks to these small protocols. ``Transcript`` is implemented over the event
 log by :class:`chatforge.bots.transcript.ConversationTranscript`. ``HandoffDesk`` (B4) by
 :class:`chatforge.services.handoff.SupportHandoffDesk`: it opens a pending support conversation
-in ``open``, finds the user's open hand-off in ``conversation_for`` (so their channel messages go
+in ``open``, finds users' open hand-offs in ``conversations_for`` (so their channel messages go
 to the moderator instead of the bot) and posts them with the message service in ``forward``.
 ``NoHandoffDesk`` below is the runtime's default when it is built without one (the console, tests).
+
+Steps come in batches (one write transaction for many webhooks), so the transaction-bound methods
+take every user of the batch at once: a query per batch, not per message.
 """
 
 from __future__ import annotations
 
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 
+class Person(Protocol):
+    """Who talks to a bot: an account (``User``, or the gateway's lighter ``Account``)."""
+
+    @property
+    def id(self) -> int: ...
+
+    @property
+    def display_name(self) -> str: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Exchange:
+    """One inbound message of a bot chat and the bot's replies to it."""
+
+    bot: str
+    person: Person
+    channel: str
+    inbound: str
+    replies: list[str]
+
+
 class Transcript(Protocol):
-    async def record(
-        self,
-        session: AsyncSession,
-        *,
-        bot: str,
-        user_id: int,
-        channel: str,
-        inbound: str,
-        replies: list[str],
-    ) -> None:
-        """Keep one exchange of a bot chat, in the transaction of the bot's step."""
+    async def record(self, session: AsyncSession, exchanges: Sequence[Exchange]) -> None:
+        """Keep these exchanges, in order, in the transaction of the bots' steps."""
+
+    async def publish(self, session: AsyncSession) -> None:
+        """After that transaction committed: tell live viewers what ``record`` stored."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,8 +62,11 @@ class HandoffDesk(Protocol):
     async def open(self, ticket: HandoffTicket) -> str:
         """Pass the user to a human; returns what to tell the user (called after commit)."""
 
-    async def conversation_for(self, session: AsyncSession, user_id: int) -> int | None:
-        """The user's open hand-off conversation, if any, read in the caller's transaction."""
+    async def conversations_for(
+        self, session: AsyncSession, user_ids: Collection[int]
+    ) -> dict[int, int]:
+        """The open hand-off conversation of each of these users that has one, read in the
+        caller's transaction."""
 
     async def forward(self, conversation_id: int, user_id: int, text: str, client_id: str) -> None:
         """Post the user's channel message into that conversation (idempotent on client_id)."""
@@ -56,16 +78,10 @@ class Outbox(Protocol):
 
 
 class NoTranscript:
-    async def record(
-        self,
-        session: AsyncSession,
-        *,
-        bot: str,
-        user_id: int,
-        channel: str,
-        inbound: str,
-        replies: list[str],
-    ) -> None:
+    async def record(self, session: AsyncSession, exchanges: Sequence[Exchange]) -> None:
+        return None
+
+    async def publish(self, session: AsyncSession) -> None:
         return None
 
 
@@ -77,8 +93,10 @@ class NoHandoffDesk:
     async def open(self, ticket: HandoffTicket) -> str:
         return self.notice
 
-    async def conversation_for(self, session: AsyncSession, user_id: int) -> int | None:
-        return None
+    async def conversations_for(
+        self, session: AsyncSession, user_ids: Collection[int]
+    ) -> dict[int, int]:
+        return {}
 
     async def forward(self, conversation_id: int, user_id: int, text: str, client_id: str) -> None:
         raise RuntimeError("NoHandoffDesk never reports an open conversation")

@@ -5,84 +5,169 @@ annotation and datasets).
 Each bot speaks as its own account (``bot-<name>``, no password), the conversation's assignee;
 the user is its owner. One open conversation per user and bot, created on first contact.
 
-The exchange is written in the bot step's own transaction (one transaction per inbound
-message, and the transcript can never disagree with the bot's state), with the same
-``append_message`` that people's messages use; the events are published after the commit by
-the event log's transaction, which the runtime uses.
+The exchanges are written in the bot steps' own transaction (so the transcript can never
+disagree with the bots' state), a batch of them with a few bulk statements: the messages and
+their ``chat_message`` events exactly as ``append_message`` writes people's messages, with
+``seq`` numbers taken from each conversation's ``last_seq``. The events are published by
+:meth:`ConversationTranscript.publish` once the transaction has committed.
 """
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import cache
+from typing import Any
+
+from sqlalchemy import Select, bindparam, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from chatforge.services.eventlog import EventLog
-from chatforge.services.messages import BODY_MAX, append_message
+from chatforge.bots.seams import Exchange, Person
+from chatforge.realtime.envelope import Envelope, conversation_topic, dumps
+from chatforge.services.eventlog import EventLog, event_frame
+from chatforge.services.messages import BODY_MAX
+from chatforge.store.bulk import Bulk, among, padded
 from chatforge.store.models import (
+    Base,
     Conversation,
     ConversationKind,
     ConversationStatus,
+    Event,
+    Message,
     Participant,
     Role,
     User,
 )
 from chatforge.store.types import utcnow
 
+_CONVERSATIONS = Base.metadata.tables[Conversation.__tablename__]
+_MESSAGES = Base.metadata.tables[Message.__tablename__]
+_EVENTS = Base.metadata.tables[Event.__tablename__]
+_PARTICIPANTS = Base.metadata.tables[Participant.__tablename__]
+_USERS = Base.metadata.tables[User.__tablename__]
+_SPEAKER = select(_USERS.c.id, _USERS.c.display_name).where(_USERS.c.username == bindparam("name"))
+_NEW_USER = insert(_USERS)
+_NEW_CONVERSATION = insert(_CONVERSATIONS)
+_NEW_PARTICIPANT = insert(_PARTICIPANTS)
+_NEW_MESSAGE = insert(_MESSAGES)
+_NEW_EVENT = insert(_EVENTS)
+_LAST_SEQ = update(_CONVERSATIONS).where(_CONVERSATIONS.c.id == bindparam("cid"))
+_LAST_MESSAGE = select(func.coalesce(func.max(_MESSAGES.c.id), 0))
+_MESSAGES_AFTER = select(_MESSAGES.c.conversation_id, _MESSAGES.c.seq, _MESSAGES.c.id).where(
+    _MESSAGES.c.id > bindparam("after", type_=_MESSAGES.c.id.type)
+)
+# Where a transaction's envelopes wait for its commit (the session is the transaction's).
+_UNPUBLISHED = "chatforge_transcript_envelopes"
+
 
 def bot_username(bot: str) -> str:
     return f"bot-{bot}"[:32]
 
 
-async def bot_account(session: AsyncSession, bot: str) -> User:
+@dataclass(frozen=True, slots=True)
+class Speaker:
+    """The account a bot speaks as."""
+
+    id: int
+    display_name: str
+
+
+async def bot_account(session: AsyncSession, bot: str) -> Speaker:
     """The account a bot speaks as, created in the caller's transaction the first time.
 
     Two processes creating it at once collide on the unique username; the loser's transaction
     rolls back and the channel gateway retries it, finding the account.
     """
+    bulk = await Bulk.of(session)
     name = bot_username(bot)
-    user = await session.scalar(select(User).where(User.username == name))
-    if user is None:
-        user = User(username=name, display_name=bot[:64], password_hash=None, role=Role.user)
-        session.add(user)
-        await session.flush()
-    return user
+    found = await bulk.rows(_SPEAKER, {"name": name})
+    if not found:
+        account = {
+            "username": name,
+            "display_name": bot[:64],
+            "password_hash": None,
+            "role": Role.user,
+            "is_active": True,
+            "token_version": 0,
+            "created_at": utcnow(),
+        }
+        await bulk.run(_NEW_USER, [account])
+        found = await bulk.rows(_SPEAKER, {"name": name})
+    return Speaker(found[0][0], found[0][1])
 
 
-async def open_bot_conversation(
-    session: AsyncSession, speaker: User, user_id: int, channel: str
-) -> int:
-    """The user's open conversation with the bot, opened if there is none."""
-    found = await session.scalar(
-        select(Conversation.id)
+@cache
+def _open_conversations(size: int) -> Select[int, int, int]:
+    """The open conversations of ``size`` users with one bot, oldest first, locked on
+    PostgreSQL (concurrent writers of one conversation queue there, so ``seq`` numbers stay
+    consecutive)."""
+    return (
+        select(_CONVERSATIONS.c.owner_id, _CONVERSATIONS.c.id, _CONVERSATIONS.c.last_seq)
         .where(
-            Conversation.kind == ConversationKind.bot,
-            Conversation.owner_id == user_id,
-            Conversation.assignee_id == speaker.id,
-            Conversation.status == ConversationStatus.active,
+            _CONVERSATIONS.c.kind == ConversationKind.bot,
+            among(_CONVERSATIONS.c.owner_id, "owner", size),
+            _CONVERSATIONS.c.assignee_id == bindparam("speaker"),
+            _CONVERSATIONS.c.status == ConversationStatus.active,
         )
-        .order_by(Conversation.id.desc())
-        .limit(1)
+        .order_by(_CONVERSATIONS.c.id)
+        .with_for_update()
     )
-    if found is not None:
-        return int(found)
-    conversation = Conversation(
-        kind=ConversationKind.bot,
-        status=ConversationStatus.active,
-        title=speaker.display_name,
-        owner_id=user_id,
-        assignee_id=speaker.id,
-        channel=channel,
-        created_at=utcnow(),
-    )
-    session.add(conversation)
-    await session.flush()
-    session.add_all(
+
+
+async def open_bot_conversations(
+    session: AsyncSession, speaker: Speaker, channels: dict[int, str]
+) -> dict[int, tuple[int, int]]:
+    """Each user's open conversation with the bot (``channels`` maps user id to the channel of
+    their first message), opened for those who have none; returns ``(id, last_seq)`` per user.
+    """
+    bulk = await Bulk.of(session)
+    size, owners = padded("owner", channels)
+    query, params = _open_conversations(size), {"speaker": speaker.id, **owners}
+    # Oldest first, so each user ends up with their newest one.
+    opened = {owner: (cid, seq) for owner, cid, seq in await bulk.rows(query, params)}
+    new = [user_id for user_id in channels if user_id not in opened]
+    if not new:
+        return opened
+    now = utcnow()
+    await bulk.run(
+        _NEW_CONVERSATION,
         [
-            Participant(conversation_id=conversation.id, user_id=user_id, role="owner"),
-            Participant(conversation_id=conversation.id, user_id=speaker.id, role="bot"),
-        ]
+            {
+                "kind": ConversationKind.bot,
+                "status": ConversationStatus.active,
+                "title": speaker.display_name,
+                "owner_id": user_id,
+                "assignee_id": speaker.id,
+                "channel": channels[user_id],
+                "last_seq": 0,
+                "created_at": now,
+            }
+            for user_id in new
+        ],
     )
-    return conversation.id
+    opened = {owner: (cid, seq) for owner, cid, seq in await bulk.rows(query, params)}
+    await bulk.run(
+        _NEW_PARTICIPANT,
+        [
+            row
+            for user_id in new
+            for row in (
+                {
+                    "conversation_id": opened[user_id][0],
+                    "user_id": user_id,
+                    "role": "owner",
+                    "joined_at": now,
+                },
+                {
+                    "conversation_id": opened[user_id][0],
+                    "user_id": speaker.id,
+                    "role": "bot",
+                    "joined_at": now,
+                },
+            )
+        ],
+    )
+    return opened
 
 
 async def find_bot_conversation(session: AsyncSession, bot: str, user_id: int) -> int | None:
@@ -112,27 +197,99 @@ class ConversationTranscript:
     def __init__(self, log: EventLog) -> None:
         self.log = log
 
-    async def record(
-        self,
-        session: AsyncSession,
-        *,
-        bot: str,
-        user_id: int,
-        channel: str,
-        inbound: str,
-        replies: list[str],
-    ) -> None:
-        """Append the user's message and the bot's replies to their bot conversation."""
-        lines = [(True, _clean(inbound)), *((False, _clean(text)) for text in replies)]
-        lines = [(mine, text) for mine, text in lines if text.strip()]
-        if not lines:
+    async def record(self, session: AsyncSession, exchanges: Sequence[Exchange]) -> None:
+        """Append each exchange (the user's message, then the bot's replies) to the user's
+        conversation with the bot, in order."""
+        kept = [(exchange, _lines(exchange)) for exchange in exchanges]
+        kept = [(exchange, lines) for exchange, lines in kept if lines]
+        if not kept:
             return
-        user = await session.get(User, user_id)
-        if user is None:
-            return
-        speaker = await bot_account(session, bot)
-        conversation_id = await open_bot_conversation(session, speaker, user_id, channel)
-        for mine, text in lines:
-            await append_message(
-                self.log, session, user if mine else speaker, conversation_id, text
+        speakers = {name: await bot_account(session, name) for name in {e.bot for e, _ in kept}}
+        conversations: dict[tuple[str, int], tuple[int, int]] = {}
+        for name, speaker in speakers.items():
+            channels: dict[int, str] = {}
+            for exchange, _ in kept:
+                if exchange.bot == name:
+                    channels.setdefault(exchange.person.id, exchange.channel)
+            opened = await open_bot_conversations(session, speaker, channels)
+            conversations.update(((name, user_id), found) for user_id, found in opened.items())
+        now = utcnow()
+        last_seq = dict(conversations.values())
+        messages: list[dict[str, Any]] = []
+        authors: list[tuple[int, str]] = []
+        for exchange, lines in kept:
+            cid, _ = conversations[(exchange.bot, exchange.person.id)]
+            speaker = speakers[exchange.bot]
+            for mine, text in lines:
+                last_seq[cid] += 1
+                sender: Person = exchange.person if mine else speaker
+                authors.append((sender.id, sender.display_name))
+                messages.append(
+                    {
+                        "conversation_id": cid,
+                        "seq": last_seq[cid],
+                        "sender_id": sender.id,
+                        "body": text,
+                        "excluded": False,
+                        "created_at": now,
+                    }
+                )
+        bulk = await Bulk.of(session)
+        # The new messages' ids are above every id now; (conversation, seq) tells them apart.
+        [(before,)] = await bulk.rows(_LAST_MESSAGE)
+        await bulk.run(_NEW_MESSAGE, messages)
+        ids = {
+            (cid, seq): mid for cid, seq, mid in await bulk.rows(_MESSAGES_AFTER, {"after": before})
+        }
+        events: list[dict[str, Any]] = []
+        envelopes: list[Envelope] = []
+        for message, (sender_id, sender_name) in zip(messages, authors, strict=True):
+            message_id = ids[(message["conversation_id"], message["seq"])]
+            # The payload of append_message's chat_message event, for the same message.
+            payload = {
+                "message_id": message_id,
+                "sender_id": sender_id,
+                "sender_name": sender_name,
+                "body": message["body"],
+                "client_id": None,
+                "recipient_id": None,
+                "reply_to": None,
+            }
+            event = {
+                "conversation_id": message["conversation_id"],
+                "seq": message["seq"],
+                "type": "chat_message",
+                "actor_id": sender_id,
+                "audience": None,
+                "payload": payload,
+                "created_at": now,
+            }
+            events.append(event)
+            frame = event_frame(
+                type="chat_message",
+                conversation_id=event["conversation_id"],
+                seq=event["seq"],
+                actor_id=sender_id,
+                created_at=now,
+                payload=payload,
             )
+            envelopes.append(
+                Envelope(
+                    topic=conversation_topic(event["conversation_id"]),
+                    frame=dumps(frame),
+                    seq=event["seq"],
+                )
+            )
+        await bulk.run(_NEW_EVENT, events)
+        await bulk.run(_LAST_SEQ, [{"cid": cid, "last_seq": seq} for cid, seq in last_seq.items()])
+        session.info.setdefault(_UNPUBLISHED, []).extend(envelopes)
+
+    async def publish(self, session: AsyncSession) -> None:
+        """Publish the events ``record`` wrote in ``session``'s (now committed) transaction."""
+        await self.log.publish(session.info.pop(_UNPUBLISHED, ()))
+
+
+def _lines(exchange: Exchange) -> list[tuple[bool, str]]:
+    """The exchange's non-empty texts, ``True`` for the user's own."""
+    lines = [(True, _clean(exchange.inbound)), *((False, _clean(t)) for t in exchange.replies)]
+    return [(mine, text) for mine, text in lines if text.strip()]

@@ -9,12 +9,18 @@ from __future__ import annotations
 
 import re
 import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import cache
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Select, bindparam, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from chatforge.errors import Invalid
-from chatforge.store.models import ChannelIdentity, Role, User
+from chatforge.store.bulk import Bulk, among, padded
+from chatforge.store.models import Base, ChannelIdentity, Role, User
+from chatforge.store.types import utcnow
 
 E164_RE = re.compile(r"^\+[1-9]\d{6,14}$")
 PSID_RE = re.compile(r"^\d{1,64}$")
@@ -81,35 +87,106 @@ def _display_name(channel: str, external_id: str, profile_name: str | None) -> s
     return f"{channel.capitalize()} {external_id[-6:]}"[:64]
 
 
+@dataclass(frozen=True, slots=True)
+class Account:
+    """What the gateway and the bots need of a sender's account (no ORM object to load)."""
+
+    id: int
+    display_name: str
+    is_active: bool
+
+
+_USERS = Base.metadata.tables[User.__tablename__]
+_IDENTITIES = Base.metadata.tables[ChannelIdentity.__tablename__]
+_NEW_USER = insert(_USERS)
+_NEW_IDENTITY = insert(_IDENTITIES)
+
+
+@cache
+def _identities_query(size: int) -> Select[str, int, str, bool]:
+    return (
+        select(_IDENTITIES.c.external_id, _USERS.c.id, _USERS.c.display_name, _USERS.c.is_active)
+        .join(_USERS, _IDENTITIES.c.user_id == _USERS.c.id)
+        .where(
+            _IDENTITIES.c.channel == bindparam("channel"),
+            among(_IDENTITIES.c.external_id, "id", size),
+        )
+    )
+
+
+@cache
+def _usernames_query(size: int) -> Select[str, int]:
+    return select(_USERS.c.username, _USERS.c.id).where(among(_USERS.c.username, "name", size))
+
+
+async def accounts_for_identities(
+    session: AsyncSession, channel: str, senders: Mapping[str, str | None]
+) -> dict[str, Account]:
+    """The accounts of (normalised) identities on ``channel``, created on first contact.
+
+    ``senders`` maps each external id to the profile name it came with (the new account's
+    display name). One query finds the known ones and a few bulk statements create the rest, in
+    the caller's write transaction; on PostgreSQL two first messages racing each other end with
+    one ``IntegrityError`` on the unique (channel, external_id), which the channel retries.
+    """
+    if not senders:
+        return {}
+    bulk = await Bulk.of(session)
+    size, ids = padded("id", senders)
+    found = await bulk.rows(_identities_query(size), {"channel": channel, **ids})
+    accounts = {row[0]: Account(row[1], row[2], bool(row[3])) for row in found}
+    new = [external_id for external_id in senders if external_id not in accounts]
+    if not new:
+        return accounts
+    wanted = {external_id: _username(channel, external_id) for external_id in new}
+    size, names = padded("name", set(wanted.values()))
+    taken = {row[0] for row in await bulk.rows(_usernames_query(size), names)}
+    now = utcnow()
+    rows: list[dict[str, Any]] = []
+    for external_id in new:
+        username = wanted[external_id]
+        while username in taken:
+            username = f"{wanted[external_id][:27]}-{secrets.token_hex(2)}"
+        taken.add(username)
+        rows.append(
+            {
+                "username": username,
+                "display_name": _display_name(channel, external_id, senders[external_id]),
+                "password_hash": None,
+                "role": Role.user,
+                "is_active": True,
+                "token_version": 0,
+                "created_at": now,
+            }
+        )
+    await bulk.run(_NEW_USER, rows)
+    # Usernames are unique: they find the new accounts' ids.
+    size, names = padded("name", [row["username"] for row in rows])
+    created = {row[0]: row[1] for row in await bulk.rows(_usernames_query(size), names)}
+    await bulk.run(
+        _NEW_IDENTITY,
+        [
+            {
+                "user_id": created[row["username"]],
+                "channel": channel,
+                "external_id": external_id,
+                "created_at": now,
+            }
+            for external_id, row in zip(new, rows, strict=True)
+        ],
+    )
+    for external_id, row in zip(new, rows, strict=True):
+        accounts[external_id] = Account(created[row["username"]], row["display_name"], True)
+    return accounts
+
+
 async def user_for_identity(
     session: AsyncSession, channel: str, external_id: str, profile_name: str | None = None
 ) -> User:
-    """The account of a (normalised) channel identity, created on first contact.
-
-    Runs in the caller's write transaction; on PostgreSQL two first messages racing each other
-    end with one ``IntegrityError`` on the unique (channel, external_id), which the channel
-    retries.
-    """
-    user = await session.scalar(
-        select(User)
-        .join(ChannelIdentity, ChannelIdentity.user_id == User.id)
-        .where(ChannelIdentity.channel == channel, ChannelIdentity.external_id == external_id)
-    )
-    if user is not None:
-        return user
-    username = _username(channel, external_id)
-    if await session.scalar(select(User.id).where(User.username == username)):
-        username = f"{username[:27]}-{secrets.token_hex(2)}"
-    user = User(
-        username=username,
-        display_name=_display_name(channel, external_id, profile_name),
-        password_hash=None,
-        role=Role.user,
-    )
-    session.add(user)
-    await session.flush()
-    session.add(ChannelIdentity(user_id=user.id, channel=channel, external_id=external_id))
-    await session.flush()
+    """The account of one (normalised) channel identity, created on first contact."""
+    accounts = await accounts_for_identities(session, channel, {external_id: profile_name})
+    user = await session.get(User, accounts[external_id].id)
+    assert user is not None  # found or created in this transaction
     return user
 
 

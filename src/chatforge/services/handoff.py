@@ -14,8 +14,10 @@ one, the first active topic.
 from __future__ import annotations
 
 import logging
+from collections.abc import Collection
+from functools import cache
 
-from sqlalchemy import func, select
+from sqlalchemy import Select, func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -24,6 +26,7 @@ from chatforge.errors import Conflict, Invalid
 from chatforge.services.access import OPEN
 from chatforge.services.messages import BODY_MAX, MessageService
 from chatforge.services.support import SupportService
+from chatforge.store.bulk import Bulk, among, padded
 from chatforge.store.database import Database
 from chatforge.store.models import (
     Conversation,
@@ -38,6 +41,22 @@ log = logging.getLogger(__name__)
 
 WEB = "web"
 NOBODY = "Sorry, no mentor can take over this chat right now. Send help to see what I can do."
+
+
+@cache
+def _open_handoffs(size: int) -> Select[int, int]:
+    """The newest open hand-off on a messaging channel of each of ``size`` owners."""
+    return (
+        select(Conversation.owner_id, func.max(Conversation.id))
+        .where(
+            Conversation.kind == ConversationKind.support,
+            among(Conversation.owner_id, "owner", size),
+            # Not IN (a list parameter is expanded per execution, which Bulk does not do).
+            or_(*(Conversation.status == status for status in sorted(OPEN))),
+            Conversation.channel != WEB,
+        )
+        .group_by(Conversation.owner_id)
+    )
 
 
 class SupportHandoffDesk:
@@ -83,24 +102,24 @@ class SupportHandoffDesk:
         place = f"; you are number {found[0]} in the queue" if found else ""
         return f"A mentor will answer you {here} shortly{place}."
 
-    async def conversation_for(self, session: AsyncSession, user_id: int) -> int | None:
-        """The user's open hand-off on a messaging channel, read in the caller's transaction.
+    async def conversations_for(
+        self, session: AsyncSession, user_ids: Collection[int]
+    ) -> dict[int, int]:
+        """Each user's open hand-off on a messaging channel, read in the caller's transaction.
 
         Web conversations are left out: on the web the support chat page is where people talk
         to the moderator, and the widget keeps talking to the bot.
         """
-        found = await session.scalar(
-            select(Conversation.id)
-            .where(
-                Conversation.kind == ConversationKind.support,
-                Conversation.owner_id == user_id,
-                Conversation.status.in_(OPEN),
-                Conversation.channel != WEB,
-            )
-            .order_by(Conversation.id.desc())
-            .limit(1)
-        )
-        return int(found) if found is not None else None
+        if not user_ids:
+            return {}
+        bulk = await Bulk.of(session)
+        size, owners = padded("owner", user_ids)
+        found = await bulk.rows(_open_handoffs(size), owners)
+        return {int(owner): int(conversation) for owner, conversation in found}
+
+    async def conversation_for(self, session: AsyncSession, user_id: int) -> int | None:
+        """One user's open hand-off on a messaging channel (see ``conversations_for``)."""
+        return (await self.conversations_for(session, [user_id])).get(user_id)
 
     async def open_conversation_of(self, user_id: int) -> int | None:
         """The user's open support conversation on any channel (for links to it), or None."""

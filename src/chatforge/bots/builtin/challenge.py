@@ -121,14 +121,14 @@ def make_challenge_bot(
         quota=quota,
     )
 
-    def help_text() -> str:
-        lines = ["Send a category and a level to get a challenge:"]
-        for category, levels in library.challenges.items():
-            lines.append(f"• {category}: {' / '.join(levels)}")
-        lines.append(f"For example: {examples}.")
-        lines.append(f"You can ask for {quota.limit} challenges every {hours} hours.")
-        lines.append("Send mentor to ask a human for help. help shows this again.")
-        return "\n".join(lines)
+    lines = ["Send a category and a level to get a challenge:"]
+    for category, levels in library.challenges.items():
+        lines.append(f"• {category}: {' / '.join(levels)}")
+    lines.append(f"For example: {examples}.")
+    lines.append(f"You can ask for {quota.limit} challenges every {hours} hours.")
+    lines.append("Send mentor to ask a human for help. help shows this again.")
+    # The same for everyone and every time: written once.
+    help_text = "\n".join(lines)
 
     @bot.pre("menu")
     def welcome(user: BotUser) -> None:
@@ -140,7 +140,7 @@ def make_challenge_bot(
         keyword = " ".join(words)
         if not words or keyword in HELP_WORDS:
             user.record("help", outcome="help")
-            user.send(help_text())
+            user.send(help_text)
             return
         if keyword in HANDOFF_WORDS:
             user.record(keyword, outcome="handoff")

@@ -1,0 +1,191 @@
+"""Bulk statements of one write transaction, cheap on SQLite.
+
+A batch of webhooks (``chatforge.channels.batching``) is a dozen statements over hundreds of
+rows. Through SQLAlchemy's asyncio layer each statement costs several hundred microseconds on
+SQLite (four thread hops into aiosqlite's worker, plus result and parameter machinery) and each
+row of an ``executemany`` several more (a parameter dict rebuilt per row): together more than
+the rest of a webhook. :class:`Bulk` runs the same Core statements, compiled by SQLAlchemy once
+per statement, straight on the aiosqlite connection of the session's transaction (reached
+through SQLAlchemy's public ``get_raw_connection().driver_connection``): one hop per statement,
+values converted with the column types' own bind and result processors. On other databases it
+hands them to SQLAlchemy unchanged, so one definition serves both.
+
+Statements must be built once (module constants, or factories cached per size, see
+:func:`among`): they are the keys of the compiled cache. Rows of :meth:`Bulk.run` name every
+column they write (column defaults are not applied), and statements compiled here have no
+``IN`` with an expanding parameter: :func:`among` pads lists to a few sizes instead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import ColumnElement, Delete, Insert, Select, Update, bindparam
+from sqlalchemy.engine import Dialect
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+from sqlalchemy.orm import QueryableAttribute
+
+AnySelect = Select[*tuple[Any, ...]]
+Statement = AnySelect | Insert | Update | Delete
+Processor = Callable[[Any], Any]
+_KEY = "chatforge_bulk"
+_MISSING = object()
+# Few sizes, so few statements to compile and cache; a batch's lists fit the largest.
+_SIZES = (8, 32, 128, 512)
+
+
+def among(
+    column: ColumnElement[Any] | QueryableAttribute[Any], name: str, size: int
+) -> ColumnElement[bool]:
+    """``column IN (:name_0, ..., :name_<size-1>)``, to fill with :func:`padded`."""
+    return column.in_([bindparam(f"{name}_{i}") for i in range(size)])
+
+
+def padded(name: str, values: Collection[Any]) -> tuple[int, dict[str, Any]]:
+    """The size of the ``among`` list that takes ``values``, and its parameters (the last
+    value repeated to fill it, which changes nothing in an ``IN``)."""
+    items = list(values)
+    if not items:
+        raise ValueError("an empty IN list matches nothing: skip the query")
+    size = next((s for s in _SIZES if s >= len(items)), None)
+    if size is None:
+        raise ValueError(f"more than {_SIZES[-1]} values in one IN list")
+    items += [items[-1]] * (size - len(items))
+    return size, {f"{name}_{i}": value for i, value in enumerate(items)}
+
+
+@dataclass(frozen=True, slots=True)
+class _Compiled:
+    sql: str
+    # Each positional parameter: its name, its value if the statement fixes it, its processor.
+    binds: tuple[tuple[str, Any, Processor | None], ...]
+    results: tuple[Processor | None, ...]
+
+
+# Compiled forms by statement (and the columns an insert or update names). The statement is
+# kept with its compiled form, so its id is never reused for another while cached.
+_compiled: dict[tuple[int, tuple[str, ...]], tuple[Statement, _Compiled]] = {}
+# A bound on the cache: statements built per call instead of once would otherwise pile up here.
+_MAX_COMPILED = 1024
+
+
+def _compile(statement: Statement, keys: tuple[str, ...], dialect: Dialect) -> _Compiled:
+    cached = _compiled.get((id(statement), keys))
+    if cached is not None:
+        return cached[1]
+    compiled = statement.compile(dialect=dialect, column_keys=list(keys) or None)
+    if "POSTCOMPILE" in compiled.string:
+        raise ValueError("an IN with a list parameter: build it with among() instead")
+    binds = []
+    for name in compiled.positiontup or ():
+        bind = compiled.binds[name]
+        # A value the statement itself carries (``kind == 'bot'``) unless the caller gives it.
+        fixed = _MISSING if name in keys or bind.value is None else bind.effective_value
+        binds.append((name, fixed, bind.type.dialect_impl(dialect).bind_processor(dialect)))
+    results: tuple[Processor | None, ...] = ()
+    if isinstance(statement, Select):
+        results = tuple(
+            column.type.dialect_impl(dialect).result_processor(dialect, None)
+            for column in statement.selected_columns
+        )
+    entry = _Compiled(compiled.string, tuple(binds), results)
+    if len(_compiled) >= _MAX_COMPILED:
+        _compiled.clear()
+    _compiled[(id(statement), keys)] = (statement, entry)
+    return entry
+
+
+class Bulk:
+    def __init__(self, connection: AsyncConnection, driver: Any) -> None:
+        self.connection = connection
+        # The aiosqlite connection under SQLAlchemy's, or None on other databases.
+        self._driver = driver
+
+    @classmethod
+    async def of(cls, session: AsyncSession) -> Bulk:
+        """The bulk runner of ``session``'s transaction (begun here if it was not yet)."""
+        bulk = session.info.get(_KEY)
+        if isinstance(bulk, Bulk):
+            return bulk
+        connection = await session.connection()
+        driver = None
+        if connection.dialect.name == "sqlite" and connection.dialect.driver == "aiosqlite":
+            driver = (await connection.get_raw_connection()).driver_connection
+        bulk = session.info[_KEY] = cls(connection, driver)
+        return bulk
+
+    async def rows(
+        self, statement: AnySelect, params: Mapping[str, Any] | None = None
+    ) -> list[tuple[Any, ...]]:
+        """The rows ``statement`` selects, as tuples of Python values."""
+        if self._driver is None:
+            result = await self.connection.execute(statement, dict(params or {}))
+            return [tuple(row) for row in result]
+        compiled = _compile(statement, (), self.connection.dialect)
+        found = await self._driver.execute_fetchall(
+            compiled.sql, _values(compiled, [params or {}])[0]
+        )
+        processors = compiled.results
+        if not any(processors):
+            return [tuple(row) for row in found]
+        return [
+            tuple(p(v) if p is not None else v for p, v in zip(processors, row, strict=True))
+            for row in found
+        ]
+
+    async def run(
+        self, statement: Insert | Update | Delete, rows: Sequence[Mapping[str, Any]]
+    ) -> None:
+        """Execute ``statement`` once per row (an ``executemany``); nothing if no rows."""
+        if not rows:
+            return
+        if self._driver is None:
+            await self.connection.execute(statement, [dict(row) for row in rows])
+            return
+        compiled = _compile(statement, tuple(rows[0]), self.connection.dialect)
+        values = _values(compiled, rows)
+        if len(values) == 1:
+            # One hop instead of two (executemany leaves a cursor to close): small batches are
+            # the quiet hours, when each message's latency is its batch's.
+            await self._driver.execute_fetchall(compiled.sql, values[0])
+            return
+        cursor = await self._driver.executemany(compiled.sql, values)
+        await cursor.close()
+
+
+class _Remembering:
+    """A bind processor that remembers its last value, for the rows of one statement: they share
+    many (one ``now`` for every timestamp, one bot name), and formatting a datetime for SQLite is
+    a measurable part of a row's cost."""
+
+    __slots__ = ("_last", "_process", "_result")
+
+    def __init__(self, process: Processor) -> None:
+        self._process = process
+        self._last: Any = _MISSING
+        self._result: Any = None
+
+    def __call__(self, value: Any) -> Any:
+        if value is not self._last:
+            self._result = self._process(value)
+            self._last = value
+        return self._result
+
+
+def _values(compiled: _Compiled, rows: Sequence[Mapping[str, Any]]) -> list[tuple[Any, ...]]:
+    """The driver's parameters of each row: values converted as SQLAlchemy would (a ``KeyError``
+    names a column a row left out: defaults are not applied here)."""
+    binds = [
+        (name, fixed, _Remembering(process) if process is not None else None)
+        for name, fixed, process in compiled.binds
+    ]
+    converted = []
+    for row in rows:
+        values = []
+        for name, fixed, process in binds:
+            value = row[name] if fixed is _MISSING else fixed
+            values.append(value if process is None else process(value))
+        converted.append(tuple(values))
+    return converted
