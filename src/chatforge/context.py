@@ -102,6 +102,8 @@ class AppContext:
         await self.broker.start()
 
     async def close(self) -> None:
+        # Messages still queued for a batch are committed and acked before anything closes.
+        await self.messages.close()
         # Moderators' replies still queued for a channel go out before the HTTP client closes.
         await self.relay.close()
         await self.http.aclose()
