@@ -116,7 +116,8 @@ async def append_message(
     await session.flush()
     event_type, payload = message_event(
         message_id=message.id,
-        sender=sender,
+        sender_id=sender.id,
+        sender_name=sender.display_name,
         body=body,
         client_id=client_id,
         recipient_id=recipient_id,

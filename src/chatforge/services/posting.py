@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from chatforge.store.models import ConversationKind, User
+from chatforge.store.models import ConversationKind
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,7 +38,8 @@ class PostedMessage:
 def message_event(
     *,
     message_id: int,
-    sender: User,
+    sender_id: int,
+    sender_name: str,
     body: str,
     client_id: str | None,
     recipient_id: int | None,
@@ -48,8 +49,8 @@ def message_event(
     """The type and payload of the event that announces a new message."""
     payload: dict[str, Any] = {
         "message_id": message_id,
-        "sender_id": sender.id,
-        "sender_name": sender.display_name,
+        "sender_id": sender_id,
+        "sender_name": sender_name,
         "body": body,
         "client_id": client_id,
         "recipient_id": recipient_id,
