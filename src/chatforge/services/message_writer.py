@@ -79,7 +79,7 @@ _FIRST_RESPONSE = (
 )
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Draft:
     """A message that passed the checks needing no database (body, client_id)."""
 
@@ -95,8 +95,8 @@ class Draft:
     sender_name: str = field(init=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "sender_id", self.sender.id)
-        object.__setattr__(self, "sender_name", self.sender.display_name)
+        self.sender_id = self.sender.id
+        self.sender_name = self.sender.display_name
 
     @property
     def key(self) -> _Key | None:
@@ -105,7 +105,9 @@ class Draft:
         return (self.conversation_id, self.sender_id, self.client_id)
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen, like Draft: a frozen dataclass sets each field through object.__setattr__, which
+# for objects made once per message in the batch loop was a cost worth avoiding.
+@dataclass(slots=True)
 class Stored:
     """The outcome of one draft: its ack, and for a new message what listeners and subscribers
     learn (``None`` for a resend, which stores nothing)."""
@@ -139,10 +141,9 @@ class MessageWriter:
             after_commit=self._publish,
             name="message-writer",
         )
-
-    async def write(self, draft: Draft) -> Stored:
-        """Store ``draft`` in the next batch; returns once that batch committed."""
-        return await self.group.submit(draft)
+        # Store a draft in the next batch; returns once that batch committed. The group's own
+        # method, not a wrapper: one coroutine frame less per message.
+        self.write = self.group.submit
 
     async def close(self) -> None:
         await self.group.close()
@@ -294,7 +295,6 @@ def _write(
                 "sender_id": draft.sender_id,
                 "client_id": draft.client_id,
                 "body": draft.body,
-                "recipient_id": None,
                 "reply_to_id": draft.reply_to,
                 "created_at": now,
             }
@@ -304,10 +304,13 @@ def _write(
     # Mapped back by (conversation, seq) rather than RETURNING order: SQLite does not promise
     # that order, and asking SQLAlchemy to sort it makes it insert one row per statement.
     ids = {(row.conversation_id, row.seq): row.id for row in inserted}
+    # What listeners learn of each conversation, read once per conversation, not per message.
+    targets = {id: (row.kind, row.channel, row.owner_id) for id, row in conversations.items()}
     stored: list[Stored] = []
     events: list[dict[str, Any]] = []
     for draft, seq in numbered:
-        message_id = ids[(draft.conversation_id, seq)]
+        conversation_id = draft.conversation_id
+        message_id = ids[(conversation_id, seq)]
         event_type, payload = message_event(
             message_id=message_id,
             sender_id=draft.sender_id,
@@ -319,7 +322,7 @@ def _write(
         )
         events.append(
             {
-                "conversation_id": draft.conversation_id,
+                "conversation_id": conversation_id,
                 "seq": seq,
                 "type": event_type,
                 "actor_id": draft.sender_id,
@@ -329,31 +332,18 @@ def _write(
         )
         frame = event_frame(
             type=event_type,
-            conversation_id=draft.conversation_id,
+            conversation_id=conversation_id,
             seq=seq,
             actor_id=draft.sender_id,
             created_at=now,
             payload=payload,
         )
-        conversation = conversations[draft.conversation_id]
-        stored.append(
-            Stored(
-                PostResult(seq=seq, message_id=message_id),
-                PostedMessage(
-                    conversation_id=draft.conversation_id,
-                    kind=conversation.kind,
-                    channel=conversation.channel,
-                    owner_id=conversation.owner_id,
-                    sender_id=draft.sender_id,
-                    sender_name=draft.sender_name,
-                    recipient_id=None,
-                    seq=seq,
-                    message_id=message_id,
-                    body=draft.body,
-                ),
-                event_envelope(frame, None),
-            )
-        )
+        kind, channel, owner_id = targets[conversation_id]
+        posted = PostedMessage(
+            conversation_id, kind, channel, owner_id, draft.sender_id, draft.sender_name,
+            None, seq, message_id, draft.body,
+        )  # fmt: skip
+        stored.append(Stored(PostResult(seq, message_id), posted, event_envelope(frame, None)))
     connection.execute(_INSERT_EVENTS, events)
     _mark_first_responses(connection, drafts, conversations, now)
     return stored

@@ -59,7 +59,10 @@ def check_body(body: str) -> str:
 def check_client_id(client_id: str | None) -> str | None:
     if client_id is None:
         return None
-    if not 1 <= len(client_id) <= CLIENT_ID_MAX or not all(" " <= c <= "~" for c in client_id):
+    # Printable ASCII is " " to "~": the string methods check it without a loop in Python.
+    if not (
+        1 <= len(client_id) <= CLIENT_ID_MAX and client_id.isascii() and client_id.isprintable()
+    ):
         raise Invalid(
             f"client_id must be 1-{CLIENT_ID_MAX} printable ASCII characters.",
             code="invalid_client_id",
