@@ -1,14 +1,15 @@
 """Persistence: messages per second through ``MessageService.post``, no HTTP or sockets.
 
     python -m benchmarks.persistence --messages 20000 --concurrency 1 50 500 --conversations 1 10
-    python -m benchmarks.persistence --postgres postgresql+asyncpg://user@host/db
+    python -m benchmarks.persistence --no-sqlite --postgres postgresql+asyncpg://user@host/db
 
 Each run gets a fresh SQLite file (or new accounts in the given PostgreSQL database, migrated
 first), opens ``--conversations`` support conversations, each claimed by a moderator, then has
 ``--concurrency`` callers post ``--messages`` messages between them, owners and moderators in
 turn, each with its own ``client_id``. Prints messages/s, the p50 / p99 latency of one ``post``
-(call to ack) and the load average, which matters on a shared machine. After each run the
-stored messages are checked: one per post, seqs 1..n in every conversation, no hole.
+(call to ack), the CPU time this process spent per message (all threads: it says more than
+messages/s on a busy shared machine) and the load average before the run. After each run the
+database is checked: one message per post, and one event for every seq of each conversation.
 
 Profile a run with ``pyinstrument -m benchmarks.persistence ...`` or ``py-spy record``.
 """
@@ -148,11 +149,16 @@ def main() -> None:
     parser.add_argument("--conversations", type=int, nargs="+", default=[1, 10])
     parser.add_argument("--postgres", metavar="URL", help="also run on this PostgreSQL database")
     parser.add_argument(
+        "--sqlite", action=argparse.BooleanOptionalAction, default=True, help="run on SQLite"
+    )
+    parser.add_argument(
         "--loop", choices=["uvloop", "asyncio"], default="uvloop", help="uvloop, as uvicorn"
     )
     args = parser.parse_args()
 
-    backends: list[tuple[str, Callable[[], str]]] = [("sqlite", fresh_sqlite_url)]
+    backends: list[tuple[str, Callable[[], str]]] = []
+    if args.sqlite:
+        backends.append(("sqlite", fresh_sqlite_url))
     if args.postgres:
         migrate.upgrade(args.postgres)
         backends.append(("postgres", lambda: str(args.postgres)))
@@ -163,7 +169,8 @@ def main() -> None:
         runner = uvloop.run
 
     print(
-        f"{'backend':9} {'convs':>5} {'callers':>7} {'msgs/s':>9} {'p50 ms':>8} {'p99 ms':>8}  load"
+        f"{'backend':9} {'convs':>5} {'callers':>7} {'msgs/s':>9} {'p50 ms':>8} {'p99 ms':>8}"
+        f" {'cpu us/msg':>10}  load average"
     )
     for (name, url), conversations, callers in itertools.product(
         backends, args.conversations, args.concurrency

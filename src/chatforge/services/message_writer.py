@@ -14,14 +14,28 @@ one ``UPDATE ... RETURNING``, insert the messages, insert their events.
 
 from __future__ import annotations
 
+import functools
 from collections import Counter, defaultdict
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Row, and_, bindparam, case, insert, or_, select, update
+from sqlalchemy import (
+    Connection,
+    Integer,
+    Row,
+    Select,
+    and_,
+    bindparam,
+    case,
+    insert,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.dml import ReturningUpdate
 
 from chatforge.errors import ChatforgeError, Invalid, NotFound
 from chatforge.realtime.envelope import Envelope
@@ -77,6 +91,48 @@ _FIRST_RESPONSE = (
     )
     .values(first_response_at=bindparam("now"))
 )
+
+
+# Statements whose shape depends on the batch are built once per size and cached: building
+# SQLAlchemy expressions for every batch cost more than running them.
+@functools.lru_cache(maxsize=64)
+def _earlier_sends_query(groups: int) -> Select[int, int, str | None, int, int]:
+    """Messages of ``groups`` (conversation, sender) pairs with one of their listed client_ids.
+
+    One index search per pair: a row-value IN list would make SQLite scan the whole unique
+    index. Parameters: ``c<n>``, ``s<n>`` and the list ``k<n>`` for each pair ``n``.
+    """
+    return select(
+        Message.conversation_id, Message.sender_id, Message.client_id, Message.seq, Message.id
+    ).where(
+        or_(
+            *(
+                and_(
+                    Message.conversation_id == bindparam(f"c{n}"),
+                    Message.sender_id == bindparam(f"s{n}"),
+                    Message.client_id.in_(bindparam(f"k{n}", expanding=True)),
+                )
+                for n in range(groups)
+            )
+        )
+    )
+
+
+@functools.lru_cache(maxsize=64)
+def _reserve_query(conversations: int) -> ReturningUpdate[int, int]:
+    """Add ``n<n>`` to the ``last_seq`` of conversation ``c<n>``; ``ids`` lists them all."""
+    step = case(
+        *(
+            (Conversation.id == bindparam(f"c{n}"), bindparam(f"n{n}", type_=Integer))
+            for n in range(conversations)
+        )
+    )
+    return (
+        update(Conversation)
+        .where(Conversation.id.in_(bindparam("ids", expanding=True)))
+        .values(last_seq=Conversation.last_seq + step)
+        .returning(Conversation.id, Conversation.last_seq)
+    )
 
 
 @dataclass(slots=True)
@@ -245,23 +301,10 @@ def _earlier_sends(
             wanted[(draft.conversation_id, draft.sender_id)].add(draft.client_id)
     if not wanted:
         return {}
-    # One index search per (conversation, sender) group: a row-value IN list would make
-    # SQLite scan the whole unique index.
-    matches = or_(
-        *(
-            and_(
-                Message.conversation_id == conversation_id,
-                Message.sender_id == sender_id,
-                Message.client_id.in_(sorted(client_ids)),
-            )
-            for (conversation_id, sender_id), client_ids in wanted.items()
-        )
-    )
-    rows = connection.execute(
-        select(
-            Message.conversation_id, Message.sender_id, Message.client_id, Message.seq, Message.id
-        ).where(matches)
-    )
+    params: dict[str, Any] = {}
+    for n, ((conversation_id, sender_id), client_ids) in enumerate(wanted.items()):
+        params.update({f"c{n}": conversation_id, f"s{n}": sender_id, f"k{n}": sorted(client_ids)})
+    rows = connection.execute(_earlier_sends_query(len(wanted)), params)
     return {
         (row.conversation_id, row.sender_id, row.client_id): Stored(
             PostResult(seq=row.seq, message_id=row.id, duplicate=True)
@@ -355,13 +398,10 @@ def _reserve_seqs(connection: Connection, counts: Counter[int]) -> dict[int, Ite
     ``last_seq = last_seq + n ... RETURNING`` holds each conversation row's write lock until
     the commit, so seq order is commit order, across processes too (PostgreSQL).
     """
-    step = case(counts, value=Conversation.id)
-    rows = connection.execute(
-        update(Conversation)
-        .where(Conversation.id.in_(sorted(counts)))
-        .values(last_seq=Conversation.last_seq + step)
-        .returning(Conversation.id, Conversation.last_seq)
-    ).all()
+    params: dict[str, Any] = {"ids": sorted(counts)}
+    for n, (conversation_id, count) in enumerate(counts.items()):
+        params.update({f"c{n}": conversation_id, f"n{n}": count})
+    rows = connection.execute(_reserve_query(len(counts)), params).all()
     if len(rows) != len(counts):
         raise RuntimeError("a conversation of the batch vanished while it was locked")
     return {
