@@ -15,7 +15,7 @@ one ``UPDATE ... RETURNING``, insert the messages, insert their events.
 from __future__ import annotations
 
 import functools
-from collections import Counter, defaultdict
+from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -25,17 +25,16 @@ from sqlalchemy import (
     Connection,
     Integer,
     Row,
-    Select,
-    and_,
     bindparam,
     case,
     insert,
-    or_,
     select,
+    text,
     update,
 )
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.dml import ReturningUpdate
+from sqlalchemy.sql.selectable import TextualSelect
 
 from chatforge.errors import ChatforgeError, Invalid, NotFound
 from chatforge.realtime.envelope import Envelope
@@ -94,33 +93,47 @@ _FIRST_RESPONSE = (
 
 
 # Statements whose shape depends on the batch are built once per size and cached: building
-# SQLAlchemy expressions for every batch cost more than running them.
-@functools.lru_cache(maxsize=64)
-def _earlier_sends_query(groups: int) -> Select[int, int, str | None, int, int]:
-    """Messages of ``groups`` (conversation, sender) pairs with one of their listed client_ids.
+# SQLAlchemy expressions for every batch cost more than running them. Sizes are rounded up to a
+# power of two (the extra slots repeat the last real one, which changes nothing), so a handful
+# of shapes serve every batch and do not crowd the engine's compiled-statement cache.
+def _slots(count: int) -> int:
+    return 1 << (count - 1).bit_length()
 
-    One index search per pair: a row-value IN list would make SQLite scan the whole unique
-    index. Parameters: ``c<n>``, ``s<n>`` and the list ``k<n>`` for each pair ``n``.
+
+def _fill(params: dict[str, Any], names: Sequence[str], rows: Sequence[Any], count: int) -> None:
+    """Bind row ``n`` to the slots ``<name>n`` for every n < count, repeating the last row."""
+    for n in range(count):
+        for name, value in zip(names, rows[min(n, len(rows) - 1)], strict=True):
+            params[f"{name}{n}"] = value
+
+
+@functools.lru_cache(maxsize=16)
+def _earlier_sends_query(slots: int) -> TextualSelect:
+    """Messages matching one of ``slots`` (conversation, sender, client_id) keys.
+
+    The keys are a VALUES list joined to the unique index: one index search each. (A row-value
+    IN list made SQLite scan the whole index; an OR of IN lists changed its SQL text, hence a
+    new prepare and plan, with every batch.) Written as text because SQLAlchemy does not cache
+    its ``values()`` construct and compiled it again for every batch. The casts give the
+    parameters their types on PostgreSQL. Parameters ``c<n>``, ``s<n>``, ``k<n>``.
     """
-    return select(
+    keys = ", ".join(
+        f"(CAST(:c{n} AS INTEGER), CAST(:s{n} AS INTEGER), CAST(:k{n} AS VARCHAR))"
+        for n in range(slots)
+    )
+    return text(
+        f"WITH wanted (c, s, k) AS (VALUES {keys}) "
+        "SELECT m.conversation_id, m.sender_id, m.client_id, m.seq, m.id "
+        "FROM wanted JOIN messages AS m ON m.conversation_id = wanted.c "
+        "AND m.sender_id = wanted.s AND m.client_id = wanted.k"
+    ).columns(
         Message.conversation_id, Message.sender_id, Message.client_id, Message.seq, Message.id
-    ).where(
-        or_(
-            *(
-                and_(
-                    Message.conversation_id == bindparam(f"c{n}"),
-                    Message.sender_id == bindparam(f"s{n}"),
-                    Message.client_id.in_(bindparam(f"k{n}", expanding=True)),
-                )
-                for n in range(groups)
-            )
-        )
     )
 
 
-@functools.lru_cache(maxsize=64)
+@functools.lru_cache(maxsize=16)
 def _reserve_query(conversations: int) -> ReturningUpdate[int, int]:
-    """Add ``n<n>`` to the ``last_seq`` of conversation ``c<n>``; ``ids`` lists them all."""
+    """Add ``n<n>`` to the ``last_seq`` of conversation ``c<n>``."""
     step = case(
         *(
             (Conversation.id == bindparam(f"c{n}"), bindparam(f"n{n}", type_=Integer))
@@ -129,7 +142,7 @@ def _reserve_query(conversations: int) -> ReturningUpdate[int, int]:
     )
     return (
         update(Conversation)
-        .where(Conversation.id.in_(bindparam("ids", expanding=True)))
+        .where(Conversation.id.in_([bindparam(f"c{n}") for n in range(conversations)]))
         .values(last_seq=Conversation.last_seq + step)
         .returning(Conversation.id, Conversation.last_seq)
     )
@@ -295,16 +308,19 @@ def _earlier_sends(
     conversations: dict[int, _Conversation],
 ) -> dict[_Key, Stored]:
     """Acks of messages stored before this batch with one of its ``client_id``s."""
-    wanted: defaultdict[tuple[int, int], set[str]] = defaultdict(set)
-    for draft in drafts:
-        if draft.client_id is not None and draft.conversation_id in conversations:
-            wanted[(draft.conversation_id, draft.sender_id)].add(draft.client_id)
-    if not wanted:
+    keys = sorted(
+        {
+            key
+            for draft in drafts
+            if (key := draft.key) is not None and draft.conversation_id in conversations
+        }
+    )
+    if not keys:
         return {}
+    slots = _slots(len(keys))
     params: dict[str, Any] = {}
-    for n, ((conversation_id, sender_id), client_ids) in enumerate(wanted.items()):
-        params.update({f"c{n}": conversation_id, f"s{n}": sender_id, f"k{n}": sorted(client_ids)})
-    rows = connection.execute(_earlier_sends_query(len(wanted)), params)
+    _fill(params, ("c", "s", "k"), keys, slots)
+    rows = connection.execute(_earlier_sends_query(slots), params)
     return {
         (row.conversation_id, row.sender_id, row.client_id): Stored(
             PostResult(seq=row.seq, message_id=row.id, duplicate=True)
@@ -398,10 +414,10 @@ def _reserve_seqs(connection: Connection, counts: Counter[int]) -> dict[int, Ite
     ``last_seq = last_seq + n ... RETURNING`` holds each conversation row's write lock until
     the commit, so seq order is commit order, across processes too (PostgreSQL).
     """
-    params: dict[str, Any] = {"ids": sorted(counts)}
-    for n, (conversation_id, count) in enumerate(counts.items()):
-        params.update({f"c{n}": conversation_id, f"n{n}": count})
-    rows = connection.execute(_reserve_query(len(counts)), params).all()
+    slots = _slots(len(counts))
+    params: dict[str, Any] = {}
+    _fill(params, ("c", "n"), sorted(counts.items()), slots)
+    rows = connection.execute(_reserve_query(slots), params).all()
     if len(rows) != len(counts):
         raise RuntimeError("a conversation of the batch vanished while it was locked")
     return {
