@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: help run test lint format serve demo clean
+.PHONY: help run test lint format serve demo clean bench
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -23,13 +23,18 @@ test: lint ## Run the linters and the whole test suite
 	$(BIN)/pytest
 
 lint: $(STAMP) ## ruff and mypy --strict
-	$(BIN)/ruff format --check src tests
-	$(BIN)/ruff check src tests
+	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/mypy src
 
 format: $(STAMP) ## Reformat the code
-	$(BIN)/ruff format src tests
-	$(BIN)/ruff check --fix src tests
+	$(BIN)/ruff format src tests benchmarks
+	$(BIN)/ruff check --fix src tests benchmarks
+
+bench: $(STAMP) ## Compare chatforge with peer WebSocket servers (BENCH_ARGS=--quick: a smoke run)
+	@$(BIN)/python -c "import socketio, flask_socketio, gevent, geventwebsocket" 2>/dev/null \
+		|| $(BIN)/pip install --quiet -e '.[bench]'
+	$(BIN)/python -m benchmarks.compare $(BENCH_ARGS)
 
 clean: ## Remove the environment and caches (keeps ./data)
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

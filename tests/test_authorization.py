@@ -175,9 +175,6 @@ NOT_CHECKED = frozenset(
         "swagger_ui_html",
         "swagger_ui_redirect",
         "redoc_html",
-        # /ws: who may connect and subscribe is checked frame by frame in
-        # tests/realtime/test_protocol.py against a real server.
-        "websocket_endpoint",
         # Channel webhooks answer to the platform's signature, not to a user: tests/channels/
         # sends them signed, unsigned and wrongly signed.
         "twilio_whatsapp",

@@ -14,7 +14,8 @@ from pathlib import Path
 
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
-from starlette.types import ASGIApp
+from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.websockets import WebSocket
 
 from chatforge import __version__
 from chatforge.api import (
@@ -71,14 +72,32 @@ async def catch_up_periodically(ctx: AppContext) -> None:
 
 class ChatforgeAPI(FastAPI):
     """FastAPI with the security headers (and response counter) and the body size cap around
-    the whole stack.
+    the whole stack, and ``/ws`` in front of it.
 
     ``add_middleware`` would place them inside Starlette's outermost error handler, so the 500
     page it sends would go out without them and uncounted.
     """
 
     def build_middleware_stack(self) -> ASGIApp:
-        return SecurityHeaders(BodyLimit(super().build_middleware_stack()))
+        return SocketShortcut(SecurityHeaders(BodyLimit(super().build_middleware_stack())))
+
+
+class SocketShortcut:
+    """``/ws`` handshakes go straight to the endpoint, past the HTTP middleware and router.
+
+    None of those layers does anything for a WebSocket, but each keeps a coroutine frame (and
+    FastAPI an exit stack) alive for the life of every socket: several KiB per idle connection,
+    which is what decides how many sockets fit in a process's memory.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket" and scope["path"] == "/ws":
+            await websocket_endpoint(WebSocket(scope, receive, send))
+            return
+        await self.app(scope, receive, send)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -146,6 +165,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         chat.router,
     ):
         app.include_router(router)
-    app.add_api_websocket_route("/ws", websocket_endpoint)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     return app

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import getpass
+import resource
 import sys
 from collections.abc import Awaitable, Callable
 from datetime import date
@@ -23,6 +24,7 @@ from chatforge.context import AppContext, build_context
 from chatforge.datasets.formats import ExportFormat
 from chatforge.demo import seed_demo
 from chatforge.errors import ChatforgeError
+from chatforge.realtime.wire import DirectFrameProtocol
 from chatforge.services.selection import ConversationSelection
 from chatforge.settings import SettingsError, load_settings
 from chatforge.store import migrate
@@ -51,6 +53,21 @@ def _with_context(work: Callable[[AppContext], Awaitable[T]]) -> T:
     return asyncio.run(run())
 
 
+def _allow_open_files(wanted: int) -> None:
+    """Raise this process's open-file limit towards ``wanted`` (each socket is a descriptor).
+
+    Raising the hard limit needs privileges; without them the soft limit goes as high as the
+    hard one allows, and connections past it are refused by the kernel, not by chatforge.
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft >= wanted:
+        return
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, max(hard, wanted)))
+    except (ValueError, OSError):
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(wanted, hard), hard))
+
+
 def _upgrade() -> None:
     settings = load_settings()
     settings.check()
@@ -74,6 +91,8 @@ def serve(
         raise typer.Exit(2)
     if migrate_first:
         _upgrade()
+    settings = load_settings()
+    _allow_open_files(settings.max_connections + 1024)
     console.print(f"chatforge on [bold]http://{host}:{port}[/bold]")
     uvicorn.run(
         "chatforge.app:create_app",
@@ -82,15 +101,18 @@ def serve(
         port=port,
         workers=workers,
         proxy_headers=False,
+        # uvicorn's sans-I/O protocol plus the frame writer the fan-out uses (realtime/wire.py).
+        ws=DirectFrameProtocol,
         ws_max_size=64 * 1024,
-        ws_per_message_deflate=False,
+        ws_per_message_deflate=settings.ws_compression,
         # Slow and abusive clients (docs/security.md): idle keep-alive connections close after
-        # 15 s; request heads are capped at 16 KiB; past 2,000 open connections and requests a
-        # process answers 503 at once instead of running out of memory or file descriptors.
+        # 15 s; request heads are capped at 16 KiB; past CHATFORGE_MAX_CONNECTIONS open
+        # connections and requests a process answers 503 at once instead of running out of
+        # memory or file descriptors.
         # uvicorn has no timeout for a head that trickles in: the reverse proxy's
         # client_header_timeout is that defence (docs/deployment.md).
         timeout_keep_alive=15,
-        limit_concurrency=2000,
+        limit_concurrency=settings.max_connections,
         h11_max_incomplete_event_size=16 * 1024,
         backlog=2048,
         log_level="info",

@@ -44,6 +44,13 @@ class Settings(BaseSettings):
     # Frames one WebSocket may send: this many a second on average, this many at once.
     ws_frames_per_second: float = Field(default=30.0, gt=0)
     ws_frame_burst: float = Field(default=60.0, ge=1)
+    # Per-message deflate costs tens of KiB per socket and CPU per frame; off unless asked for.
+    ws_compression: bool = False
+    # Bytes a socket may have waiting to be sent before it counts as too slow and is closed
+    # (it resumes from its last seq on reconnecting); 1 MiB is a few thousand frames.
+    ws_send_buffer_bytes: int = Field(default=1 << 20, ge=4096)
+    # Open connections (sockets and requests) one process serves; past it, new ones get 503.
+    max_connections: int = Field(default=30000, ge=10)
     catch_up_seconds: float = Field(default=5.0, gt=0)
     sqlite_busy_timeout_ms: int = Field(default=5000, ge=0)
     # Live sessions (L9), in the ``limits`` notation; instructors are exempt.

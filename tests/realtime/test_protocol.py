@@ -57,6 +57,12 @@ async def test_hello_and_ping(server: LiveServer, people: People) -> None:
         assert pong["nonce"] == "n1"
 
 
+async def test_compression_is_not_negotiated_by_default(server: LiveServer, people: People) -> None:
+    # Per-message deflate would cost tens of KiB per socket (CHATFORGE_WS_COMPRESSION).
+    async with ws_client(server, people.token(people.user), compression="deflate") as client:
+        assert client.connection.response.headers.get("Sec-WebSocket-Extensions") is None
+
+
 async def test_token_in_authorization_header(server: LiveServer, people: People) -> None:
     headers = {"Authorization": f"Bearer {people.token(people.user)}"}
     async with ws_client(server, additional_headers=headers) as client:
@@ -123,6 +129,32 @@ async def test_send_acks_after_commit_and_delivers(server: LiveServer, people: P
         assert delivered["message_id"] == ack["message_id"]
         assert delivered["sender_id"] == people.user.id
         assert delivered["body"] == "Hello <b>there</b>"
+
+
+async def test_messages_sent_back_to_back_keep_their_order(
+    server: LiveServer, people: People
+) -> None:
+    conversation_id = await open_conversation(server, people)
+    async with ws_client(server, people.token(people.user)) as user:
+        # No waiting for acks: the server takes several messages at once (one group commit),
+        # yet numbers them in the order they were sent.
+        for n in range(25):
+            await user.send(
+                {
+                    "type": "chat_message",
+                    "conversation_id": conversation_id,
+                    "body": f"burst {n}",
+                    "client_id": f"burst-{n}",
+                }
+            )
+        # A frame of another kind waits for the messages before it.
+        await user.send({"type": "ping", "nonce": "after"})
+        acks = [await user.expect("ack", client_id=f"burst-{n}") for n in range(25)]
+        assert [ack["seq"] for ack in acks] == sorted(ack["seq"] for ack in acks)
+        frames = [f for f in user.frames if f["type"] in ("ack", "pong")]
+        assert frames[-1] == {"type": "pong", "nonce": "after"}
+    stored = await stored_messages(server, people, conversation_id)
+    assert [m["body"] for m in stored] == [f"burst {n}" for n in range(25)]
 
 
 async def test_resend_with_same_client_id_is_idempotent(server: LiveServer, people: People) -> None:

@@ -26,6 +26,7 @@ from sqlalchemy import func, select
 from chatforge.context import AppContext, build_context
 from chatforge.errors import ChatforgeError
 from chatforge.realtime.endpoint import ClientSession
+from chatforge.realtime.envelope import Envelope
 from chatforge.settings import load_settings
 from chatforge.store import migrate
 from chatforge.store.models import Event, Message, Role, User
@@ -48,6 +49,9 @@ class RecordingConnection:
         self.user_id = user.id
         self.conversations: set[int] = set()
         self.frames: list[dict[str, Any]] = []
+
+    def deliver(self, envelope: Envelope) -> None:
+        self.push(envelope.frame)
 
     def push(self, frame: str) -> None:
         self.frames.append(json.loads(frame))

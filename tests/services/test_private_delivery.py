@@ -32,6 +32,9 @@ class Recorder:
         self.user_id = user_id
         self.frames: list[str] = []
 
+    def deliver(self, envelope: Envelope) -> None:
+        self.push(envelope.frame)
+
     def push(self, frame: str) -> None:
         self.frames.append(frame)
 

@@ -1,9 +1,10 @@
 """The ``/ws`` endpoint: authenticate, then turn client frames into service calls.
 
 It holds no rule of its own: every frame calls the same services as the REST API, and domain
-errors come back as ``error`` frames. Outgoing frames go through a bounded per-socket queue
-written by one task, so a slow client never slows the fan-out to everyone else; a client too slow
-to drain its queue is disconnected and resumes from its last ``seq`` when it reconnects.
+errors come back as ``error`` frames. Outgoing frames are written straight to the socket's
+transport (``wire.py``), so a slow client never slows the fan-out to everyone else; a client too
+slow to take what it is sent is disconnected and resumes from its last ``seq`` when it
+reconnects.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from chatforge.realtime.envelope import (
     user_topic,
 )
 from chatforge.realtime.flood import FrameBudget, Verdict
+from chatforge.realtime.wire import FRAME_WRITER, FrameWriter, text_frame
 from chatforge.services.conversations import ResyncRequired
 from chatforge.services.policy import require_role
 from chatforge.store.models import Role, User
@@ -38,39 +40,89 @@ from chatforge.web.origin import allowed_origins
 log = logging.getLogger(__name__)
 
 SEND_QUEUE_LIMIT = 2048
+POSTS_IN_FLIGHT = 64
 POLICY_VIOLATION = 1008
 TRY_AGAIN_LATER = 1013
 
 
 class SocketConnection:
-    """One accepted socket: the hub pushes frames, a writer task sends them in order."""
+    """One accepted socket, as the hub and the client session write to it."""
 
     def __init__(self, websocket: WebSocket, user: User) -> None:
         self.websocket = websocket
         self.user = user
         self.user_id = user.id
         self.conversations: set[int] = set()
-        self._queue: asyncio.Queue[str | None] = asyncio.Queue(SEND_QUEUE_LIMIT)
-        self._writer = asyncio.create_task(self._write())
+
+    def deliver(self, envelope: Envelope) -> None:
+        self._write(envelope.frame, envelope.wire)
+        if envelope.frame == SESSION_REVOKED_FRAME:
+            # The account was erased or closed: say so (done above), then hang up.
+            asyncio.get_running_loop().create_task(self.close(POLICY_VIOLATION))
 
     def push(self, frame: str) -> None:
-        if frame == SESSION_REVOKED_FRAME:
-            # The account was erased or closed: say so, then hang up (the token is dead too).
-            with contextlib.suppress(asyncio.QueueFull):
-                self._queue.put_nowait(frame)
-            asyncio.get_running_loop().create_task(self._revoke())
-            return
+        self._write(frame, None)
+
+    def send(self, frame: dict[str, Any]) -> None:
+        self._write(dumps(frame), None)
+
+    def _write(self, frame: str, wire: bytes | None) -> None:
+        raise NotImplementedError
+
+    async def finish(self) -> None:
+        """Hand over what is still waiting to be sent."""
+
+    async def close(self, code: int) -> None:
+        raise NotImplementedError
+
+
+class DirectConnection(SocketConnection):
+    """A socket written through its transport: no queue, no task, no await per frame."""
+
+    def __init__(self, websocket: WebSocket, user: User, writer: FrameWriter) -> None:
+        super().__init__(websocket, user)
+        self._writer = writer
+
+    def deliver(self, envelope: Envelope) -> None:
+        # The fan-out calls this once per recipient: keep it to one call and one comparison.
+        if not self._writer.write(envelope.wire):
+            self._too_slow()
+        elif envelope.frame == SESSION_REVOKED_FRAME:
+            self._writer.close(POLICY_VIOLATION)
+
+    def _write(self, frame: str, wire: bytes | None) -> None:
+        if not self._writer.write(wire if wire is not None else text_frame(frame)):
+            self._too_slow()
+
+    def _too_slow(self) -> None:
+        log.warning("closing slow socket of user %s", self.user_id)
+        self._writer.close(TRY_AGAIN_LATER)
+
+    async def close(self, code: int) -> None:
+        self._writer.close(code)
+
+
+class QueuedConnection(SocketConnection):
+    """A socket written with ``send_text`` by one task draining a bounded queue.
+
+    Used under ASGI servers that offer no frame writer; a slow client never slows the fan-out
+    to everyone else, and one too slow to drain its queue is disconnected.
+    """
+
+    def __init__(self, websocket: WebSocket, user: User) -> None:
+        super().__init__(websocket, user)
+        self._queue: asyncio.Queue[str | None] = asyncio.Queue(SEND_QUEUE_LIMIT)
+        self._writer = asyncio.create_task(self._drain())
+
+    def _write(self, frame: str, wire: bytes | None) -> None:
         try:
             self._queue.put_nowait(frame)
         except asyncio.QueueFull:
             log.warning("closing slow socket of user %s", self.user_id)
             self._writer.cancel()
-            asyncio.get_running_loop().create_task(self._close(TRY_AGAIN_LATER))
+            asyncio.get_running_loop().create_task(self._close_socket(TRY_AGAIN_LATER))
 
-    def send(self, frame: dict[str, Any]) -> None:
-        self.push(dumps(frame))
-
-    async def _write(self) -> None:
+    async def _drain(self) -> None:
         try:
             while (frame := await self._queue.get()) is not None:
                 await self.websocket.send_text(frame)
@@ -78,21 +130,29 @@ class SocketConnection:
             # The client went away; the receive loop notices and cleans up.
             return
 
-    async def _revoke(self) -> None:
-        await self.finish()
-        await self._close(POLICY_VIOLATION)
-
-    async def _close(self, code: int) -> None:
+    async def _close_socket(self, code: int) -> None:
         with contextlib.suppress(Exception):
             await self.websocket.close(code)
 
+    async def close(self, code: int) -> None:
+        await self.finish()
+        await self._close_socket(code)
+
     async def finish(self) -> None:
-        """Send what is queued, then stop the writer."""
         with contextlib.suppress(asyncio.QueueFull):
             self._queue.put_nowait(None)
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self._writer, 2)
         self._writer.cancel()
+
+
+def connect(websocket: WebSocket, user: User, send_buffer_bytes: int) -> SocketConnection:
+    """The fastest connection the serving protocol allows (see ``realtime/wire.py``)."""
+    writer = websocket.scope.get("extensions", {}).get(FRAME_WRITER)
+    if isinstance(writer, FrameWriter):
+        writer.limit = send_buffer_bytes
+        return DirectConnection(websocket, user, writer)
+    return QueuedConnection(websocket, user)
 
 
 async def authenticate(websocket: WebSocket, ctx: AppContext) -> User | None:
@@ -126,7 +186,12 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
         await websocket.close(POLICY_VIOLATION)
         return
     await websocket.accept()
-    connection = SocketConnection(websocket, user)
+    headers = websocket.scope.get("headers")
+    if isinstance(headers, list):
+        # Nothing reads the handshake's headers after authentication, and a process holds many
+        # idle sockets: a kilobyte each is worth giving back.
+        headers.clear()
+    connection = connect(websocket, user, ctx.settings.ws_send_buffer_bytes)
     session = ClientSession(ctx, connection)
     budget = FrameBudget(rate=ctx.settings.ws_frames_per_second, burst=ctx.settings.ws_frame_burst)
     await session.open()
@@ -143,8 +208,7 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
                 elif verdict is Verdict.disconnect:
                     log.warning("closing flooding socket of user %s", user.id)
                     ctx.flood_cooldown.start(user.id)
-                    await connection.finish()
-                    await websocket.close(POLICY_VIOLATION)
+                    await connection.close(POLICY_VIOLATION)
                     return
                 continue
             text = message.get("text")
@@ -152,10 +216,12 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
                 # Frames are JSON text; a binary frame is refused like any bad frame.
                 session.refuse_binary()
                 continue
-            await session.handle_text(text)
+            await session.receive_text(text)
     except WebSocketDisconnect:
         pass
     finally:
+        # Messages the client sent before leaving are stored (their acks go nowhere).
+        await session.settle()
         await session.close()
         if websocket.application_state is not WebSocketState.DISCONNECTED:
             await connection.finish()
@@ -168,6 +234,7 @@ class ClientSession:
         self.ctx = ctx
         self.connection = connection
         self.user = connection.user
+        self._posting: set[asyncio.Task[None]] = set()
 
     async def open(self) -> None:
         hub = self.ctx.hub
@@ -199,16 +266,51 @@ class ClientSession:
         await self.ctx.support.publish_queue()
 
     async def handle_text(self, text: str) -> None:
+        """Handle one frame, returning when it is done."""
+        parsed = self._parse(text)
+        if parsed is not None:
+            await self._handle(*parsed)
+
+    async def receive_text(self, text: str) -> None:
+        """Handle one frame of the socket's stream; chat messages are pipelined.
+
+        A client sending many messages need not wait for each ack before the next one is
+        taken: up to ``POSTS_IN_FLIGHT`` messages are posted at once, so they can share a
+        group commit. They still get their ``seq`` in the order they arrived (posts reach the
+        writer in the order they start). Any other frame waits until the messages before it are
+        done, so "send, then unsubscribe" or "send, then leave" keep their meaning.
+        """
+        parsed = self._parse(text)
+        if parsed is None:
+            return
+        frame, raw = parsed
+        if isinstance(frame, protocol.ChatMessage):
+            if len(self._posting) >= POSTS_IN_FLIGHT:
+                await asyncio.wait(self._posting, return_when=asyncio.FIRST_COMPLETED)
+            task = asyncio.create_task(self._handle(frame, raw))
+            self._posting.add(task)
+            task.add_done_callback(self._posting.discard)
+            return
+        await self.settle()
+        await self._handle(frame, raw)
+
+    async def settle(self) -> None:
+        """Wait for the messages still being posted."""
+        if self._posting:
+            await asyncio.wait(self._posting)
+
+    def _parse(self, text: str) -> tuple[Any, Any] | None:
+        """The frame and its raw JSON, or None after answering with an error frame."""
         try:
             raw = json.loads(text)
         except (ValueError, RecursionError):
             # RecursionError: thousands of nested brackets, deeper than the parser goes.
             self._error("bad_json", "Frames are JSON objects.")
-            return
+            return None
         kind = raw.get("type") if isinstance(raw, dict) else None
         if kind not in protocol.CLIENT_TYPES:
             self._error("unknown_type", f"Unknown frame type {str(kind)[:40]!r}.")
-            return
+            return None
         try:
             frame = protocol.CLIENT_FRAME.validate_python(raw)
         except ValidationError as exc:
@@ -217,7 +319,10 @@ class ClientSession:
                 for e in exc.errors()
             )
             self._error("invalid_frame", problems, client_id=_client_id(raw))
-            return
+            return None
+        return frame, raw
+
+    async def _handle(self, frame: Any, raw: Any) -> None:
         try:
             await self._dispatch(frame)
         except ResyncRequired as exc:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
+
+from chatforge.realtime.wire import text_frame
 
 
 def dumps(frame: dict[str, Any]) -> str:
@@ -40,6 +42,11 @@ class Envelope:
     """User ids that may receive it; None means everyone subscribed to the topic."""
     exclude: int | None = None
     """A user id not to send it to (the typist of a typing signal)."""
+    wire: bytes = field(init=False, repr=False, compare=False)
+    """The WebSocket frame carrying ``frame``, encoded once for every socket it goes to."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "wire", text_frame(self.frame))
 
     def visible_to(self, user_id: int) -> bool:
         if self.exclude == user_id:

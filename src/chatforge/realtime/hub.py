@@ -23,8 +23,8 @@ class Connection(Protocol):
 
     user_id: int
 
-    def push(self, frame: str) -> None:
-        """Queue ``frame`` for sending; never blocks."""
+    def deliver(self, envelope: Envelope) -> None:
+        """Send ``envelope``'s frame (its prebuilt ``wire`` bytes); never blocks."""
 
 
 class History(Protocol):
@@ -57,7 +57,7 @@ class Subscription:
                 return
             self.cursor = seq
         if envelope.visible_to(self.connection.user_id):
-            self.connection.push(envelope.frame)
+            self.connection.deliver(envelope)
 
 
 @dataclass(eq=False)
@@ -182,7 +182,7 @@ class Hub:
         if not envelope.topic.startswith("conv:"):
             for connection in list(self._topics.get(envelope.topic, ())):
                 if envelope.visible_to(connection.user_id):
-                    connection.push(envelope.frame)
+                    connection.deliver(envelope)
             return
         feed = self._feeds.get(int(envelope.topic[5:]))
         if feed is None:
@@ -203,5 +203,19 @@ class Hub:
 
     @staticmethod
     def _fan_out(feed: Feed, envelope: Envelope) -> None:
+        # The hottest loop of the server, once per event and subscriber: Subscription.offer
+        # and Envelope.visible_to written out inline, and the frame's bytes built already.
+        seq, audience, exclude = envelope.seq, envelope.audience, envelope.exclude
         for subscription in list(feed.subscribers.values()):
-            subscription.offer(envelope)
+            if subscription.buffer is not None:
+                subscription.buffer.append(envelope)
+                continue
+            if seq is not None:
+                if seq <= subscription.cursor:
+                    continue
+                subscription.cursor = seq
+            connection = subscription.connection
+            user_id = connection.user_id
+            if user_id == exclude or (audience is not None and user_id not in audience):
+                continue
+            connection.deliver(envelope)
