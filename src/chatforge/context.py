@@ -102,8 +102,10 @@ class AppContext:
         await self.broker.start()
 
     async def close(self) -> None:
-        # Webhooks still waiting for a batch are refused (a 503 the platform retries), then
+        # Messages still queued for a batch are committed and acked before anything closes;
+        # webhooks still waiting for a batch are refused (a 503 the platform retries), then
         # moderators' replies still queued for a channel go out before the HTTP client closes.
+        await self.messages.close()
         await self.channels.close()
         await self.relay.close()
         await self.http.aclose()

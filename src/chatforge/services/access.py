@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Protocol
+
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -116,7 +118,27 @@ async def check_can_post(session: AsyncSession, actor: User, conversation: Conve
         if conversation.status not in OPEN:
             raise Conflict("This session has ended.", code="conversation_closed")
         return
-    if actor.id not in (conversation.owner_id, conversation.assignee_id):
+    check_can_post_direct(actor.id, conversation)
+
+
+class DirectConversation(Protocol):
+    """What the posting rule of support and bot conversations looks at."""
+
+    @property
+    def owner_id(self) -> int: ...
+    @property
+    def assignee_id(self) -> int | None: ...
+    @property
+    def status(self) -> ConversationStatus: ...
+
+
+def check_can_post_direct(actor_id: int, conversation: DirectConversation) -> None:
+    """The posting rule of support and bot conversations (every kind but ``session``).
+
+    Pure, so the batched message writer applies it to rows it loaded in bulk, and the
+    one-message path to the ORM object, without the rule existing twice.
+    """
+    if actor_id not in (conversation.owner_id, conversation.assignee_id):
         raise Forbidden(
             "Only the people in this conversation can write in it.", code="not_a_participant"
         )

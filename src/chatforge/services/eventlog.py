@@ -58,11 +58,16 @@ def frame_of(event: Event) -> dict[str, Any]:
 
 
 def envelope_of(event: Event) -> Envelope:
+    return event_envelope(frame_of(event), event.audience)
+
+
+def event_envelope(frame: dict[str, Any], audience: Iterable[int] | None) -> Envelope:
+    """The envelope that carries an event's ``frame`` (from ``event_frame``) to its audience."""
     return Envelope(
-        topic=conversation_topic(event.conversation_id),
-        frame=dumps(frame_of(event)),
-        seq=event.seq,
-        audience=frozenset(event.audience) if event.audience is not None else None,
+        topic=conversation_topic(frame["conversation_id"]),
+        frame=dumps(frame),
+        seq=frame["seq"],
+        audience=frozenset(audience) if audience is not None else None,
     )
 
 
@@ -76,11 +81,11 @@ class EventLog:
         """A write transaction whose appended events are published after it commits."""
         async with self.db.write() as session:
             yield session
-        for envelope in session.info.pop(_OUTBOX, ()):
-            await self.broker.publish(envelope)
+        await self.publish(session.info.pop(_OUTBOX, ()))
 
     async def publish(self, envelopes: Iterable[Envelope]) -> None:
-        """Publish signals that are not logged (queue snapshots, presence, typing)."""
+        """Publish envelopes in order: committed events (only after their commit, in ``seq``
+        order) or signals that are not logged (queue snapshots, presence, typing)."""
         for envelope in envelopes:
             await self.broker.publish(envelope)
 

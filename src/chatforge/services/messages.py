@@ -1,5 +1,10 @@
 """Sending messages into any conversation: validation, idempotency, the event, the ack.
 
+Messages into support and bot conversations are written in group-committed batches
+(``message_writer.py``): one transaction for everything sent while the previous one committed.
+Live session rooms, whose room rules read and write per message, take the one-message path.
+Either way a message is acknowledged only once it is committed.
+
 Code outside the domain that must learn of new messages (the channel relay that carries a
 moderator's reply to WhatsApp or Messenger) registers a listener; listeners are called after the
 commit with a :class:`PostedMessage`, never for a duplicate, and their failures are logged, not
@@ -11,7 +16,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 from collections.abc import Set as AbstractSet
-from dataclasses import dataclass
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -20,6 +24,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from chatforge.errors import Invalid, NotFound
 from chatforge.services.access import check_can_post, is_instructor
 from chatforge.services.eventlog import EventLog
+from chatforge.services.message_writer import Draft, MessageWriter, Stored, Unbatchable
+from chatforge.services.posting import PostedMessage as PostedMessage
+from chatforge.services.posting import PostResult as PostResult
+from chatforge.services.posting import message_event
 from chatforge.services.room_rules import Admission, RoomRules
 from chatforge.store.database import Database
 from chatforge.store.models import Conversation, ConversationKind, Message, User
@@ -27,30 +35,9 @@ from chatforge.store.types import utcnow
 
 BODY_MAX = 4000
 CLIENT_ID_MAX = 64
+# Session rooms seen lately: their messages skip the batched writer's detour.
+KNOWN_ROOMS_MAX = 10_000
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True, slots=True)
-class PostResult:
-    seq: int
-    message_id: int
-    duplicate: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class PostedMessage:
-    """A committed message and the conversation it went to, as listeners see it."""
-
-    conversation_id: int
-    kind: ConversationKind
-    channel: str
-    owner_id: int
-    sender_id: int
-    sender_name: str
-    recipient_id: int | None
-    seq: int
-    message_id: int
-    body: str
 
 
 MessageListener = Callable[[PostedMessage], Awaitable[None]]
@@ -72,7 +59,10 @@ def check_body(body: str) -> str:
 def check_client_id(client_id: str | None) -> str | None:
     if client_id is None:
         return None
-    if not 1 <= len(client_id) <= CLIENT_ID_MAX or not all(" " <= c <= "~" for c in client_id):
+    # Printable ASCII is " " to "~": the string methods check it without a loop in Python.
+    if not (
+        1 <= len(client_id) <= CLIENT_ID_MAX and client_id.isascii() and client_id.isprintable()
+    ):
         raise Invalid(
             f"client_id must be 1-{CLIENT_ID_MAX} printable ASCII characters.",
             code="invalid_client_id",
@@ -127,22 +117,23 @@ async def append_message(
     )
     session.add(message)
     await session.flush()
+    event_type, payload = message_event(
+        message_id=message.id,
+        sender_id=sender.id,
+        sender_name=sender.display_name,
+        body=body,
+        client_id=client_id,
+        recipient_id=recipient_id,
+        reply_to=reply_to,
+        censored=censored,
+    )
     log.add(
         session,
         conversation_id,
         seq,
-        "private_message" if recipient_id is not None else "chat_message",
+        event_type,
         actor_id=sender.id,
-        payload={
-            "message_id": message.id,
-            "sender_id": sender.id,
-            "sender_name": sender.display_name,
-            "body": body,
-            "client_id": client_id,
-            "recipient_id": recipient_id,
-            "reply_to": reply_to,
-            **({"censored": True} if censored else {}),
-        },
+        payload=payload,
         audience=None if recipient_id is None else (private_audience or {sender.id, recipient_id}),
     )
     return message
@@ -155,10 +146,18 @@ class MessageService:
         self.listeners: list[MessageListener] = []
         # The extra rules of live session rooms; support and bot conversations have none.
         self.rooms = rooms
+        self.writer = MessageWriter(db, log, fallback=self._post_alone)
+        # Kinds never change, so a conversation once found to be a session room goes straight
+        # to the one-message path. Bounded, oldest forgotten first: forgetting costs one detour.
+        self._known_rooms: dict[int, None] = {}
 
     def listen(self, listener: MessageListener) -> None:
         """Call ``listener`` after each new message commits (a slow one delays the ack)."""
         self.listeners.append(listener)
+
+    async def close(self) -> None:
+        """Commit and acknowledge the messages still queued for the batched writer."""
+        await self.writer.close()
 
     async def post(
         self,
@@ -181,19 +180,43 @@ class MessageService:
         """
         check_body(body)
         check_client_id(client_id)
+        draft = Draft(actor, conversation_id, body, client_id, recipient_id, reply_to)
+        if conversation_id in self._known_rooms:
+            stored = await self._post_alone(draft)
+        else:
+            try:
+                stored = await self.writer.write(draft)
+            except Unbatchable as detour:
+                if detour.kind is ConversationKind.session:
+                    self._remember_room(conversation_id)
+                stored = await self._post_alone(draft)
+        if stored.posted is not None:
+            await self._tell_listeners(stored.posted)
+        return stored.result
+
+    def _remember_room(self, conversation_id: int) -> None:
+        self._known_rooms[conversation_id] = None
+        if len(self._known_rooms) > KNOWN_ROOMS_MAX:
+            del self._known_rooms[next(iter(self._known_rooms))]
+
+    async def _post_alone(self, draft: Draft) -> Stored:
+        """The one-message path: its own transaction, with the room rules of session rooms."""
         try:
             result, posted = await self._post(
-                actor, conversation_id, body, client_id, recipient_id, reply_to
+                draft.sender,
+                draft.conversation_id,
+                draft.body,
+                draft.client_id,
+                draft.recipient_id,
+                draft.reply_to,
             )
         except IntegrityError:
             # A concurrent resend of the same client_id won the unique index: return its ack.
-            original = await self._find(actor, conversation_id, client_id)
+            original = await self._find(draft.sender, draft.conversation_id, draft.client_id)
             if original is None:
                 raise
-            return original
-        if posted is not None:
-            await self._tell_listeners(posted)
-        return result
+            return Stored(original)
+        return Stored(result, posted)
 
     async def _tell_listeners(self, posted: PostedMessage) -> None:
         for listener in self.listeners:

@@ -158,7 +158,9 @@ class Event(Base):
     type: Mapped[str] = mapped_column(String(32))
     actor_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
     # None means everyone allowed to read the conversation; otherwise the user ids that may see it.
-    audience: Mapped[list[int] | None] = mapped_column(JSON)
+    # Stored as SQL NULL (rows from before say JSON 'null'; both read back as None): it costs no
+    # JSON encoding per event, which the batched message writer pays for every message.
+    audience: Mapped[list[int] | None] = mapped_column(JSON(none_as_null=True))
     payload: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 

@@ -1,0 +1,442 @@
+"""The batched path of messages into support and bot conversations.
+
+Those conversations have one posting rule (``check_can_post_direct``) and no room rules, so a
+whole batch of messages can be checked and written with a handful of bulk statements in one
+transaction (``GroupCommit``) instead of eight round trips and a commit per message. Live
+session rooms (mutes, rate limits, profanity, private audiences) keep the one-message path: a
+draft for one of them comes back as ``Unbatchable`` and the caller posts it that way.
+
+The statements are SQLAlchemy Core on the transaction's connection, the same on SQLite and
+PostgreSQL. Per batch: lock and load the conversations, find earlier sends of the batch's
+``client_id``s, load the ``reply_to`` parents, reserve every conversation's ``seq`` range with
+one ``UPDATE ... RETURNING``, insert the messages, insert their events.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections import Counter
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    Connection,
+    Integer,
+    Row,
+    bindparam,
+    case,
+    insert,
+    select,
+    text,
+    update,
+)
+from sqlalchemy.orm import Session
+from sqlalchemy.sql.dml import ReturningUpdate
+from sqlalchemy.sql.selectable import TextualSelect
+
+from chatforge.errors import ChatforgeError, Invalid, NotFound
+from chatforge.realtime.envelope import Envelope
+from chatforge.services.access import check_can_post_direct
+from chatforge.services.eventlog import EventLog, event_envelope, event_frame
+from chatforge.services.posting import PostedMessage, PostResult, message_event
+from chatforge.store.database import Database
+from chatforge.store.group_commit import GroupCommit
+from chatforge.store.models import (
+    Conversation,
+    ConversationKind,
+    ConversationStatus,
+    Event,
+    Message,
+    User,
+)
+from chatforge.store.types import utcnow
+
+# What the batch reads of a conversation and of a reply_to parent, as the queries below select.
+_Conversation = Row[
+    int, ConversationKind, ConversationStatus, int, int | None, str, datetime | None
+]
+_Parent = Row[int, int, int | None]
+_Key = tuple[int, int, str]  # (conversation_id, sender_id, client_id): one send of a client
+
+_CONVERSATIONS = (
+    select(
+        Conversation.id,
+        Conversation.kind,
+        Conversation.status,
+        Conversation.owner_id,
+        Conversation.assignee_id,
+        Conversation.channel,
+        Conversation.first_response_at,
+    )
+    .where(Conversation.id.in_(bindparam("ids", expanding=True)))
+    # Locked in id order (FOR UPDATE; nothing on SQLite, whose writer holds the whole file) so
+    # two processes' batches over the same conversations queue instead of deadlocking, and no
+    # conversation closes between this check and the insert.
+    .order_by(Conversation.id)
+    .with_for_update()
+)
+_PARENTS = select(Message.id, Message.conversation_id, Message.recipient_id).where(
+    Message.id.in_(bindparam("ids", expanding=True))
+)
+_INSERT_MESSAGES = insert(Message).returning(Message.id, Message.conversation_id, Message.seq)
+_INSERT_EVENTS = insert(Event)
+_FIRST_RESPONSE = (
+    update(Conversation)
+    .where(
+        Conversation.id.in_(bindparam("ids", expanding=True)),
+        Conversation.first_response_at.is_(None),
+    )
+    .values(first_response_at=bindparam("now"))
+)
+
+
+# Statements whose shape depends on the batch are built once per size and cached: building
+# SQLAlchemy expressions for every batch cost more than running them. Sizes are rounded up to a
+# power of two (the extra slots repeat the last real one, which changes nothing), so a handful
+# of shapes serve every batch and do not crowd the engine's compiled-statement cache.
+def _slots(count: int) -> int:
+    return 1 << (count - 1).bit_length()
+
+
+def _fill(params: dict[str, Any], names: Sequence[str], rows: Sequence[Any], count: int) -> None:
+    """Bind row ``n`` to the slots ``<name>n`` for every n < count, repeating the last row."""
+    for n in range(count):
+        for name, value in zip(names, rows[min(n, len(rows) - 1)], strict=True):
+            params[f"{name}{n}"] = value
+
+
+@functools.lru_cache(maxsize=16)
+def _earlier_sends_query(slots: int) -> TextualSelect:
+    """Messages matching one of ``slots`` (conversation, sender, client_id) keys.
+
+    The keys are a VALUES list joined to the unique index: one index search each. (A row-value
+    IN list made SQLite scan the whole index; an OR of IN lists changed its SQL text, hence a
+    new prepare and plan, with every batch.) Written as text because SQLAlchemy does not cache
+    its ``values()`` construct and compiled it again for every batch. The casts give the
+    parameters their types on PostgreSQL. Parameters ``c<n>``, ``s<n>``, ``k<n>``.
+    """
+    keys = ", ".join(
+        f"(CAST(:c{n} AS INTEGER), CAST(:s{n} AS INTEGER), CAST(:k{n} AS VARCHAR))"
+        for n in range(slots)
+    )
+    return text(
+        f"WITH wanted (c, s, k) AS (VALUES {keys}) "
+        "SELECT m.conversation_id, m.sender_id, m.client_id, m.seq, m.id "
+        "FROM wanted JOIN messages AS m ON m.conversation_id = wanted.c "
+        "AND m.sender_id = wanted.s AND m.client_id = wanted.k"
+    ).columns(
+        Message.conversation_id, Message.sender_id, Message.client_id, Message.seq, Message.id
+    )
+
+
+@functools.lru_cache(maxsize=16)
+def _reserve_query(conversations: int) -> ReturningUpdate[int, int]:
+    """Add ``n<n>`` to the ``last_seq`` of conversation ``c<n>``."""
+    step = case(
+        *(
+            (Conversation.id == bindparam(f"c{n}"), bindparam(f"n{n}", type_=Integer))
+            for n in range(conversations)
+        )
+    )
+    return (
+        update(Conversation)
+        .where(Conversation.id.in_([bindparam(f"c{n}") for n in range(conversations)]))
+        .values(last_seq=Conversation.last_seq + step)
+        .returning(Conversation.id, Conversation.last_seq)
+    )
+
+
+@dataclass(slots=True)
+class Draft:
+    """A message that passed the checks needing no database (body, client_id)."""
+
+    sender: User
+    conversation_id: int
+    body: str
+    client_id: str | None = None
+    recipient_id: int | None = None
+    reply_to: int | None = None
+    # Copied out of the ORM user once: its instrumented attributes, read several times per
+    # message by the batch, were a measurable share of the batch's work.
+    sender_id: int = field(init=False)
+    sender_name: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.sender_id = self.sender.id
+        self.sender_name = self.sender.display_name
+
+    @property
+    def key(self) -> _Key | None:
+        if self.client_id is None:
+            return None
+        return (self.conversation_id, self.sender_id, self.client_id)
+
+
+# Not frozen, like Draft: a frozen dataclass sets each field through object.__setattr__, which
+# for objects made once per message in the batch loop was a cost worth avoiding.
+@dataclass(slots=True)
+class Stored:
+    """The outcome of one draft: its ack, and for a new message what listeners and subscribers
+    learn (``None`` for a resend, which stores nothing)."""
+
+    result: PostResult
+    posted: PostedMessage | None = None
+    envelope: Envelope | None = None
+
+
+class Unbatchable(Exception):
+    """The draft needs the one-message path (a live session room, or a case only it handles)."""
+
+    def __init__(self, conversation_id: int, kind: ConversationKind) -> None:
+        super().__init__(f"conversation {conversation_id} ({kind}) takes the one-message path")
+        self.conversation_id = conversation_id
+        self.kind = kind
+
+
+class MessageWriter:
+    """Posts drafts in group-committed batches; ``fallback`` posts one alone when a batch fails
+    as a whole (say a concurrent writer in another process won a unique index)."""
+
+    def __init__(
+        self, db: Database, log: EventLog, fallback: Callable[[Draft], Awaitable[Stored]]
+    ) -> None:
+        self.log = log
+        self.group: GroupCommit[Draft, Stored] = GroupCommit(
+            db,
+            flush_drafts,
+            fallback=fallback,
+            after_commit=self._publish,
+            name="message-writer",
+        )
+        # Store a draft in the next batch; returns once that batch committed. The group's own
+        # method, not a wrapper: one coroutine frame less per message.
+        self.write = self.group.submit
+
+    async def close(self) -> None:
+        await self.group.close()
+
+    async def _publish(self, results: Sequence[Stored | Exception]) -> None:
+        # Drafts come out in queue order, so each conversation's events are in seq order.
+        await self.log.publish(
+            result.envelope
+            for result in results
+            if isinstance(result, Stored) and result.envelope is not None
+        )
+
+
+def flush_drafts(session: Session, drafts: Sequence[Draft]) -> list[Stored | Exception]:
+    """Check and write a batch of drafts in the caller's transaction; one outcome per draft.
+
+    A rule a draft breaks becomes that draft's outcome and its neighbours are written; only
+    an error of the batch as a whole (the database's) is raised.
+    """
+    connection = session.connection()
+    conversations = {
+        row.id: row
+        for row in connection.execute(
+            _CONVERSATIONS, {"ids": sorted({d.conversation_id for d in drafts})}
+        )
+    }
+    earlier = _earlier_sends(connection, drafts, conversations)
+    parents = _parents(connection, drafts)
+
+    outcomes: list[Stored | Exception | None] = [None] * len(drafts)
+    accepted: list[int] = []
+    firsts: dict[_Key, int] = {}  # the draft of this batch that stores each client send
+    resends: list[tuple[int, int]] = []  # (a resend, the draft of this batch it repeats)
+    # The order of the one-message path: a missing conversation, then a resend (acked whatever
+    # the rules say now), then the rules.
+    for index, draft in enumerate(drafts):
+        conversation = conversations.get(draft.conversation_id)
+        key = draft.key
+        if conversation is None:
+            outcomes[index] = NotFound(
+                f"No conversation {draft.conversation_id}.", code="conversation_not_found"
+            )
+        elif conversation.kind is ConversationKind.session:
+            outcomes[index] = Unbatchable(draft.conversation_id, conversation.kind)
+        elif key is not None and key in earlier:
+            outcomes[index] = earlier[key]
+        elif key is not None and key in firsts:
+            resends.append((index, firsts[key]))
+        else:
+            try:
+                _check_rules(draft, conversation, parents)
+            except (ChatforgeError, Unbatchable) as error:
+                outcomes[index] = error
+                continue
+            if key is not None:
+                firsts[key] = index
+            accepted.append(index)
+
+    if accepted:
+        now = utcnow()
+        stored = _write(connection, [drafts[i] for i in accepted], conversations, now)
+        for index, outcome in zip(accepted, stored, strict=True):
+            outcomes[index] = outcome
+    for index, first in resends:
+        original = outcomes[first]
+        assert isinstance(original, Stored)
+        outcomes[index] = Stored(
+            PostResult(original.result.seq, original.result.message_id, duplicate=True)
+        )
+    assert all(outcome is not None for outcome in outcomes)
+    return [outcome for outcome in outcomes if outcome is not None]
+
+
+def _check_rules(draft: Draft, conversation: _Conversation, parents: dict[int, _Parent]) -> None:
+    """The rules ``MessageService.post`` applies to support and bot conversations."""
+    check_can_post_direct(draft.sender_id, conversation)
+    if draft.recipient_id is not None:
+        raise Invalid("Private messages exist only in live sessions.", code="invalid_recipient")
+    if draft.reply_to is not None:
+        parent = parents.get(draft.reply_to)
+        if parent is None or parent.conversation_id != draft.conversation_id:
+            raise Invalid(
+                "reply_to must name a message of this conversation.", code="invalid_reply_to"
+            )
+        if parent.recipient_id is not None:
+            # Only session rooms have private messages; who may see one is decided there.
+            raise Unbatchable(draft.conversation_id, conversation.kind)
+
+
+def _earlier_sends(
+    connection: Connection,
+    drafts: Sequence[Draft],
+    conversations: dict[int, _Conversation],
+) -> dict[_Key, Stored]:
+    """Acks of messages stored before this batch with one of its ``client_id``s."""
+    keys = sorted(
+        {
+            key
+            for draft in drafts
+            if (key := draft.key) is not None and draft.conversation_id in conversations
+        }
+    )
+    if not keys:
+        return {}
+    slots = _slots(len(keys))
+    params: dict[str, Any] = {}
+    _fill(params, ("c", "s", "k"), keys, slots)
+    rows = connection.execute(_earlier_sends_query(slots), params)
+    return {
+        (row.conversation_id, row.sender_id, row.client_id): Stored(
+            PostResult(seq=row.seq, message_id=row.id, duplicate=True)
+        )
+        for row in rows
+    }
+
+
+def _parents(connection: Connection, drafts: Sequence[Draft]) -> dict[int, _Parent]:
+    ids = {draft.reply_to for draft in drafts if draft.reply_to is not None}
+    if not ids:
+        return {}
+    return {row.id: row for row in connection.execute(_PARENTS, {"ids": sorted(ids)})}
+
+
+def _write(
+    connection: Connection,
+    drafts: Sequence[Draft],
+    conversations: dict[int, _Conversation],
+    now: datetime,
+) -> list[Stored]:
+    """Insert the accepted drafts, numbered after their conversations' last ``seq``."""
+    seqs = _reserve_seqs(connection, Counter(draft.conversation_id for draft in drafts))
+    numbered = [(draft, next(seqs[draft.conversation_id])) for draft in drafts]
+    inserted = connection.execute(
+        _INSERT_MESSAGES,
+        [
+            {
+                "conversation_id": draft.conversation_id,
+                "seq": seq,
+                "sender_id": draft.sender_id,
+                "client_id": draft.client_id,
+                "body": draft.body,
+                "reply_to_id": draft.reply_to,
+                "created_at": now,
+            }
+            for draft, seq in numbered
+        ],
+    )
+    # Mapped back by (conversation, seq) rather than RETURNING order: SQLite does not promise
+    # that order, and asking SQLAlchemy to sort it makes it insert one row per statement.
+    ids = {(row.conversation_id, row.seq): row.id for row in inserted}
+    # What listeners learn of each conversation, read once per conversation, not per message.
+    targets = {id: (row.kind, row.channel, row.owner_id) for id, row in conversations.items()}
+    stored: list[Stored] = []
+    events: list[dict[str, Any]] = []
+    for draft, seq in numbered:
+        conversation_id = draft.conversation_id
+        message_id = ids[(conversation_id, seq)]
+        event_type, payload = message_event(
+            message_id=message_id,
+            sender_id=draft.sender_id,
+            sender_name=draft.sender_name,
+            body=draft.body,
+            client_id=draft.client_id,
+            recipient_id=None,
+            reply_to=draft.reply_to,
+        )
+        events.append(
+            {
+                "conversation_id": conversation_id,
+                "seq": seq,
+                "type": event_type,
+                "actor_id": draft.sender_id,
+                "payload": payload,
+                "created_at": now,
+            }
+        )
+        frame = event_frame(
+            type=event_type,
+            conversation_id=conversation_id,
+            seq=seq,
+            actor_id=draft.sender_id,
+            created_at=now,
+            payload=payload,
+        )
+        kind, channel, owner_id = targets[conversation_id]
+        posted = PostedMessage(
+            conversation_id, kind, channel, owner_id, draft.sender_id, draft.sender_name,
+            None, seq, message_id, draft.body,
+        )  # fmt: skip
+        stored.append(Stored(PostResult(seq, message_id), posted, event_envelope(frame, None)))
+    connection.execute(_INSERT_EVENTS, events)
+    _mark_first_responses(connection, drafts, conversations, now)
+    return stored
+
+
+def _reserve_seqs(connection: Connection, counts: Counter[int]) -> dict[int, Iterator[int]]:
+    """Take ``counts[c]`` consecutive seqs of each conversation ``c``, in one statement.
+
+    ``last_seq = last_seq + n ... RETURNING`` holds each conversation row's write lock until
+    the commit, so seq order is commit order, across processes too (PostgreSQL).
+    """
+    slots = _slots(len(counts))
+    params: dict[str, Any] = {}
+    _fill(params, ("c", "n"), sorted(counts.items()), slots)
+    rows = connection.execute(_reserve_query(slots), params).all()
+    if len(rows) != len(counts):
+        raise RuntimeError("a conversation of the batch vanished while it was locked")
+    return {
+        row.id: iter(range(row.last_seq - counts[row.id] + 1, row.last_seq + 1)) for row in rows
+    }
+
+
+def _mark_first_responses(
+    connection: Connection,
+    drafts: Sequence[Draft],
+    conversations: dict[int, _Conversation],
+    now: datetime,
+) -> None:
+    """Record when the assignee first answered, for conversations where it happened now."""
+    answered = {
+        draft.conversation_id
+        for draft in drafts
+        if conversations[draft.conversation_id].first_response_at is None
+        and conversations[draft.conversation_id].assignee_id == draft.sender_id
+    }
+    if answered:
+        connection.execute(_FIRST_RESPONSE, {"ids": sorted(answered), "now": now})

@@ -1,0 +1,187 @@
+"""Group commit: many concurrent writers share one transaction, and each is acked after it.
+
+A transaction costs a fixed price (``BEGIN IMMEDIATE``, ``COMMIT``, one thread hop per
+statement through the async driver) that dwarfs the work of one small insert. ``GroupCommit``
+pays it once for a whole batch: callers ``submit`` items and wait; one writer task takes
+everything queued (up to ``max_batch``), hands it to a ``flush`` function that writes the batch
+with a few bulk statements in one write transaction, and only once that transaction committed
+resolves each caller's future. While a batch commits, new submissions queue up and form the
+next batch, so the batch size follows the load and an idle system still commits at once.
+
+The guarantees callers rely on:
+
+* No caller is told its item succeeded unless the transaction holding it committed.
+* ``flush`` returns one result per item; an ``Exception`` in that list fails only its own
+  item (a rule the item broke) while the rest of the batch commits.
+* If ``flush`` or the commit raises, nothing of the batch was stored. With a ``fallback``
+  each item is then retried alone through it, so one bad item cannot fail its neighbours;
+  without one, every item of the batch gets the exception.
+* A caller cancelled while it waits does not disturb the batch: its item is either dropped
+  (not yet taken) or committed like the others (already in flight), and nobody else notices.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+from sqlalchemy.orm import Session
+
+from chatforge.store.database import Database
+
+ItemT = TypeVar("ItemT")
+ResultT = TypeVar("ResultT")
+
+MAX_BATCH = 512
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class _Pending(Generic[ItemT, ResultT]):
+    item: ItemT
+    future: asyncio.Future[ResultT]
+
+
+class GroupCommitClosed(RuntimeError):
+    """Raised by ``submit`` once ``close`` was called."""
+
+
+class GroupCommit(Generic[ItemT, ResultT]):
+    """Batch concurrent ``submit`` calls into shared write transactions.
+
+    ``flush(session, items)`` runs synchronously inside ``db.write()`` (through
+    ``AsyncSession.run_sync``) and must write the whole batch with bulk statements: its cost
+    per item is what bounds throughput. ``after_commit(results)`` runs once the batch committed
+    and before the callers are resolved (publishing events there means subscribers are sent
+    them no later than the sender's ack); its failures are logged, never turned into failures
+    of items that are already stored.
+    """
+
+    def __init__(
+        self,
+        db: Database,
+        flush: Callable[[Session, Sequence[ItemT]], list[ResultT | Exception]],
+        *,
+        fallback: Callable[[ItemT], Awaitable[ResultT]] | None = None,
+        after_commit: Callable[[Sequence[ResultT | Exception]], Awaitable[None]] | None = None,
+        max_batch: int = MAX_BATCH,
+        name: str = "group-commit",
+    ) -> None:
+        if max_batch < 1:
+            raise ValueError("max_batch must be at least 1")
+        self.db = db
+        self.flush = flush
+        self.fallback = fallback
+        self.after_commit = after_commit
+        self.max_batch = max_batch
+        self.name = name
+        self._queue: deque[_Pending[ItemT, ResultT]] = deque()
+        self._wake = asyncio.Event()
+        self._writer: asyncio.Task[None] | None = None
+        self._closing = False
+
+    async def submit(self, item: ItemT) -> ResultT:
+        """Queue ``item`` for the next batch; returns its result once its batch committed."""
+        if self._closing:
+            raise GroupCommitClosed(f"{self.name} is closed")
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[ResultT] = loop.create_future()
+        self._queue.append(_Pending(item, future))
+        self._ensure_writer(loop)
+        self._wake.set()
+        # Cancelling this await cancels the future: the writer then skips the item if it has
+        # not taken it yet, and otherwise commits it and simply has nobody to tell.
+        return await future
+
+    async def close(self) -> None:
+        """Refuse new items, commit everything already queued, then stop the writer."""
+        self._closing = True
+        writer = self._writer
+        if writer is None:
+            return
+        self._wake.set()
+        await asyncio.shield(writer)
+
+    def _ensure_writer(self, loop: asyncio.AbstractEventLoop) -> None:
+        # Started lazily so the writer lives in the loop of its callers, not of whoever built
+        # this object (tests and the CLI build the context before a loop runs).
+        if self._writer is None or self._writer.done():
+            self._wake = asyncio.Event()
+            self._writer = loop.create_task(self._run(), name=self.name)
+
+    async def _run(self) -> None:
+        batch: list[_Pending[ItemT, ResultT]] = []
+        try:
+            while True:
+                batch = self._take()
+                if batch:
+                    await self._commit(batch)
+                    batch = []
+                    continue
+                if self._closing:
+                    return
+                self._wake.clear()
+                await self._wake.wait()
+        finally:
+            # Only reached early if this task itself is cancelled (the loop shutting down):
+            # fail whoever still waits rather than leaving them hanging forever.
+            for pending in (*batch, *self._queue):
+                if not pending.future.done():
+                    pending.future.cancel()
+            self._queue.clear()
+
+    def _take(self) -> list[_Pending[ItemT, ResultT]]:
+        batch: list[_Pending[ItemT, ResultT]] = []
+        while self._queue and len(batch) < self.max_batch:
+            pending = self._queue.popleft()
+            if not pending.future.done():  # its caller gave up before it was written
+                batch.append(pending)
+        return batch
+
+    async def _commit(self, batch: list[_Pending[ItemT, ResultT]]) -> None:
+        items = [pending.item for pending in batch]
+        try:
+            async with self.db.write() as session:
+                results = await session.run_sync(self.flush, items)
+            if len(results) != len(items):
+                raise RuntimeError(f"{self.name}: flush returned {len(results)} results")
+        except Exception as error:
+            await self._recover(batch, error)
+            return
+        if self.after_commit is not None:
+            try:
+                await self.after_commit(results)
+            except Exception:
+                log.exception("%s: after_commit failed for a committed batch", self.name)
+        for pending, result in zip(batch, results, strict=True):
+            _settle(pending.future, result)
+
+    async def _recover(self, batch: list[_Pending[ItemT, ResultT]], error: Exception) -> None:
+        """The batch's transaction rolled back: retry its items alone, or fail them all."""
+        if self.fallback is None:
+            for pending in batch:
+                _settle(pending.future, error)
+            return
+        if len(batch) > 1:
+            log.info(
+                "%s: batch of %d failed (%r); retrying one by one", self.name, len(batch), error
+            )
+        for pending in batch:
+            try:
+                result: ResultT | Exception = await self.fallback(pending.item)
+            except Exception as item_error:
+                result = item_error
+            _settle(pending.future, result)
+
+
+def _settle(future: asyncio.Future[ResultT], result: ResultT | Exception) -> None:
+    if future.done():  # cancelled by its caller meanwhile
+        return
+    if isinstance(result, Exception):
+        future.set_exception(result)
+    else:
+        future.set_result(result)

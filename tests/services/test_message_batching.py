@@ -1,0 +1,451 @@
+"""The batched message writer through ``MessageService.post``: what it acks is what committed.
+
+Concurrent posts into support conversations share transactions (group commit); these tests
+check the outcome of that, never its timing: acks match rows, seqs have no hole, resends store
+nothing, a refused message fails alone, events go out after the commit and in seq order, and a
+batch that fails as a whole is retried message by message. The core cases run on PostgreSQL too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import event, select, text
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from chatforge.context import AppContext, build_context
+from chatforge.errors import ChatforgeError, Conflict, Forbidden, Invalid, NotFound
+from chatforge.realtime.envelope import Envelope, conversation_topic
+from chatforge.services.eventlog import envelope_of
+from chatforge.services.message_writer import Draft, Stored
+from chatforge.services.messages import PostedMessage, PostResult
+from chatforge.settings import Settings, load_settings
+from chatforge.store import migrate
+from chatforge.store.models import Conversation, Event, Message, Role, Topic, User
+from tests.factories import make_topic, make_user
+from tests.servers import SECRET
+from tests.store.test_postgres import create_database
+
+TIMEOUT = 30  # seconds: the one timeout unit of the async tests here
+_databases = itertools.count(1)
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def backend(request: pytest.FixtureRequest, settings: Settings, tmp_path: Path) -> Settings:
+    """The test's settings on a fresh SQLite file, or on a fresh PostgreSQL database."""
+    if request.param == "sqlite":
+        return settings
+    url = create_database(
+        request.getfixturevalue("postgres_url"), f"chatforge_batching_{next(_databases)}"
+    )
+    migrate.upgrade(url)
+    return load_settings(data_dir=tmp_path, database_url=url, secret_key=SECRET)
+
+
+@pytest.fixture
+async def ctx(backend: Settings) -> AsyncIterator[AppContext]:
+    context = build_context(backend)
+    try:
+        yield context
+    finally:
+        await context.close()
+
+
+@dataclass
+class Support:
+    conversation_id: int
+    owner: User
+    moderator: User
+
+
+async def open_support(ctx: AppContext, topic: Topic) -> Support:
+    """A support conversation claimed by a moderator of its own (one active each)."""
+    owner, moderator = await make_user(ctx), await make_user(ctx, Role.moderator)
+    conversation = (await ctx.support.open(owner, topic.id)).conversation
+    await ctx.support.claim(moderator, conversation.id)
+    return Support(conversation.id, owner, moderator)
+
+
+@pytest.fixture
+async def topic(ctx: AppContext) -> Topic:
+    return await make_topic(ctx, await make_user(ctx, Role.admin))
+
+
+class Published:
+    """Records what reaches the broker, and whether its message was committed by then."""
+
+    def __init__(self, ctx: AppContext) -> None:
+        self.ctx = ctx
+        self.envelopes: list[Envelope] = []
+        self.committed: list[bool] = []
+
+    async def __call__(self, envelope: Envelope) -> None:
+        self.envelopes.append(envelope)
+        message_id = _frame(envelope).get("message_id")
+        if message_id is not None:
+            async with self.ctx.db.read() as session:
+                found = await session.get(Message, message_id)
+            self.committed.append(found is not None)
+
+    def of(self, conversation_id: int) -> list[Envelope]:
+        return [e for e in self.envelopes if e.topic == conversation_topic(conversation_id)]
+
+
+def _frame(envelope: Envelope) -> dict[str, Any]:
+    frame: dict[str, Any] = json.loads(envelope.frame)
+    return frame
+
+
+class Batches:
+    """Watches the writer: the drafts of each batch, and drafts retried alone after a batch
+    failed (which would hide a batch that got a case wrong behind the one-message path)."""
+
+    def __init__(self, ctx: AppContext) -> None:
+        self.drafts: list[list[Draft]] = []
+        self.retried: list[Draft] = []
+        group = ctx.messages.writer.group
+        flush, fallback = group.flush, group.fallback
+        assert fallback is not None
+
+        def flush_and_record(session: Session, drafts: Sequence[Draft]) -> list[Any]:
+            self.drafts.append(list(drafts))
+            return list(flush(session, drafts))
+
+        async def retry_and_record(draft: Draft) -> Stored:
+            self.retried.append(draft)
+            return await fallback(draft)
+
+        group.flush, group.fallback = flush_and_record, retry_and_record
+
+    @property
+    def sizes(self) -> list[int]:
+        return [len(drafts) for drafts in self.drafts]
+
+
+async def rows(ctx: AppContext, conversation_id: int) -> list[Message]:
+    async with ctx.db.read() as session:
+        return list(
+            await session.scalars(select(Message).where(Message.conversation_id == conversation_id))
+        )
+
+
+async def events(ctx: AppContext, conversation_id: int) -> list[Event]:
+    async with ctx.db.read() as session:
+        return list(
+            await session.scalars(
+                select(Event).where(Event.conversation_id == conversation_id).order_by(Event.seq)
+            )
+        )
+
+
+async def conversation(ctx: AppContext, conversation_id: int) -> Conversation:
+    async with ctx.db.read() as session:
+        found = await session.get(Conversation, conversation_id)
+    assert found is not None
+    return found
+
+
+async def check_log(ctx: AppContext, conversation_id: int) -> list[Event]:
+    """Every seq 1..last_seq has exactly one event, and each message its own event."""
+    logged = await events(ctx, conversation_id)
+    last_seq = (await conversation(ctx, conversation_id)).last_seq
+    assert [e.seq for e in logged] == list(range(1, last_seq + 1))
+    by_seq = {e.seq: e for e in logged}
+    for message in await rows(ctx, conversation_id):
+        assert by_seq[message.seq].type == "chat_message"
+        assert by_seq[message.seq].payload["message_id"] == message.id
+        assert by_seq[message.seq].payload["body"] == message.body
+    return logged
+
+
+async def gather(*posts: Any) -> list[Any]:
+    return list(await asyncio.wait_for(asyncio.gather(*posts, return_exceptions=True), TIMEOUT))
+
+
+async def test_concurrent_posts_get_gapless_seqs_and_acks_that_match_the_rows(
+    ctx: AppContext, topic: Topic, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    published = Published(ctx)
+    monkeypatch.setattr(ctx.broker, "publish", published)
+    supports = [await open_support(ctx, topic) for _ in range(3)]
+    before = {
+        s.conversation_id: (await conversation(ctx, s.conversation_id)).last_seq for s in supports
+    }
+
+    def post(n: int) -> Any:
+        support = supports[n % 3]
+        sender = support.owner if n % 2 else support.moderator
+        return ctx.messages.post(sender, support.conversation_id, f"hello {n}", client_id=f"c{n}")
+
+    batches = Batches(ctx)
+    acks: list[PostResult] = await gather(*(post(n) for n in range(200)))
+
+    assert all(isinstance(ack, PostResult) and not ack.duplicate for ack in acks)
+    assert sum(batches.sizes) == 200 and batches.retried == []
+    for index, support in enumerate(supports):
+        mine = [ack for n, ack in enumerate(acks) if n % 3 == index]
+        stored = {m.id: m for m in await rows(ctx, support.conversation_id)}
+        assert len(stored) == len(mine)
+        for n, ack in ((n, a) for n, a in enumerate(acks) if n % 3 == index):
+            assert stored[ack.message_id].seq == ack.seq
+            assert stored[ack.message_id].body == f"hello {n}"
+        seqs = sorted(ack.seq for ack in mine)
+        assert seqs == list(range(before[support.conversation_id] + 1, seqs[-1] + 1))
+        logged = await check_log(ctx, support.conversation_id)
+        # Published after the commit, in seq order, with the frame a replay builds from the row.
+        sent = [e for e in published.of(support.conversation_id) if e.seq in set(seqs)]
+        assert [e.seq for e in sent] == seqs
+        assert [e.frame for e in sent] == [
+            envelope_of(e).frame for e in logged if e.seq in set(seqs)
+        ]
+        assert all(e.audience is None for e in logged if e.seq in set(seqs))
+    assert published.committed and all(published.committed)
+
+
+async def test_resends_in_and_across_batches_store_one_message(
+    ctx: AppContext, topic: Topic
+) -> None:
+    support = await open_support(ctx, topic)
+    batches = Batches(ctx)
+    first, again, other, third = await gather(
+        ctx.messages.post(support.owner, support.conversation_id, "hi", client_id="same"),
+        ctx.messages.post(support.owner, support.conversation_id, "hi", client_id="same"),
+        ctx.messages.post(support.moderator, support.conversation_id, "yo", client_id="same"),
+        ctx.messages.post(support.owner, support.conversation_id, "hi", client_id="same"),
+    )
+    later = await ctx.messages.post(support.owner, support.conversation_id, "hi", client_id="same")
+
+    assert batches.sizes == [4, 1] and batches.retried == []
+    assert not first.duplicate and not other.duplicate  # a client_id is per sender
+    for resend in (again, third, later):
+        assert resend == PostResult(first.seq, first.message_id, duplicate=True)
+    assert sorted(m.body for m in await rows(ctx, support.conversation_id)) == ["hi", "yo"]
+    await check_log(ctx, support.conversation_id)
+
+
+async def test_a_refused_message_fails_alone_while_its_batch_commits(
+    ctx: AppContext, topic: Topic
+) -> None:
+    support, closed, elsewhere = [await open_support(ctx, topic) for _ in range(3)]
+    await ctx.support.end(closed.owner, closed.conversation_id)
+    parent = await ctx.messages.post(support.owner, support.conversation_id, "parent")
+    foreign = await ctx.messages.post(elsewhere.owner, elsewhere.conversation_id, "foreign")
+    outsider = await make_user(ctx)
+    cid = support.conversation_id
+    batches = Batches(ctx)
+    results = await gather(
+        ctx.messages.post(support.owner, cid, "one"),
+        ctx.messages.post(closed.owner, closed.conversation_id, "too late"),
+        ctx.messages.post(outsider, cid, "let me in"),
+        ctx.messages.post(support.owner, 999_999, "nowhere"),
+        ctx.messages.post(support.owner, cid, "bad reply", reply_to=foreign.message_id),
+        ctx.messages.post(support.owner, cid, "no such parent", reply_to=999_999),
+        ctx.messages.post(support.owner, cid, "private", recipient_id=support.moderator.id),
+        ctx.messages.post(support.moderator, cid, "good reply", reply_to=parent.message_id),
+        ctx.messages.post(support.owner, cid, "two"),
+    )
+
+    assert batches.sizes == [9] and batches.retried == []  # all in one transaction
+    codes = [r.code if isinstance(r, ChatforgeError) else None for r in results]
+    assert codes == [
+        None,
+        "conversation_closed",
+        "not_a_participant",
+        "conversation_not_found",
+        "invalid_reply_to",
+        "invalid_reply_to",
+        "invalid_recipient",
+        None,
+        None,
+    ]
+    assert isinstance(results[1], Conflict) and isinstance(results[2], Forbidden)
+    assert isinstance(results[3], NotFound) and isinstance(results[4], Invalid)
+    stored = {m.body: m for m in await rows(ctx, cid)}
+    assert sorted(stored) == ["good reply", "one", "parent", "two"]
+    assert stored["good reply"].reply_to_id == parent.message_id
+    assert [m.body for m in await rows(ctx, closed.conversation_id)] == []
+    await check_log(ctx, cid)
+
+
+async def test_listeners_hear_new_messages_once_and_never_a_resend(
+    ctx: AppContext, topic: Topic
+) -> None:
+    heard: list[PostedMessage] = []
+
+    async def listener(posted: PostedMessage) -> None:
+        heard.append(posted)
+
+    ctx.messages.listen(listener)
+    support = await open_support(ctx, topic)
+    cid = support.conversation_id
+    acks = await gather(
+        ctx.messages.post(support.moderator, cid, "hello", client_id="a"),
+        ctx.messages.post(support.moderator, cid, "hello", client_id="a"),
+        ctx.messages.post(support.owner, cid, "hi"),
+    )
+
+    assert len(heard) == 2
+    assert {(p.message_id, p.seq) for p in heard} == {
+        (a.message_id, a.seq) for a in acks if not a.duplicate
+    }
+    relay = next(p for p in heard if p.sender_id == support.moderator.id)
+    assert (relay.kind, relay.channel, relay.owner_id, relay.body) == (
+        "support",
+        "web",
+        support.owner.id,
+        "hello",
+    )
+
+
+async def test_the_assignees_first_answer_is_recorded(ctx: AppContext, topic: Topic) -> None:
+    support = await open_support(ctx, topic)
+    await ctx.messages.post(support.owner, support.conversation_id, "help")
+    assert (await conversation(ctx, support.conversation_id)).first_response_at is None
+
+    await gather(
+        ctx.messages.post(support.moderator, support.conversation_id, "here"),
+        ctx.messages.post(support.moderator, support.conversation_id, "and here"),
+    )
+
+    first = (await conversation(ctx, support.conversation_id)).first_response_at
+    answer = next(m for m in await rows(ctx, support.conversation_id) if m.body == "here")
+    assert first == answer.created_at
+
+
+async def test_a_batch_whose_commit_fails_is_stored_message_by_message(
+    ctx: AppContext, topic: Topic, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    published = Published(ctx)
+    monkeypatch.setattr(ctx.broker, "publish", published)
+    support = await open_support(ctx, topic)
+    cid = support.conversation_id
+    failures = iter([RuntimeError("commit lost")])
+
+    def fail_once(_connection: Any) -> None:
+        error = next(failures, None)
+        if error is not None:
+            raise error
+
+    batches = Batches(ctx)
+    event.listen(ctx.db.engine.sync_engine, "commit", fail_once)
+    try:
+        acks = await gather(
+            *(ctx.messages.post(support.owner, cid, f"m{n}", client_id=f"m{n}") for n in range(8))
+        )
+    finally:
+        event.remove(ctx.db.engine.sync_engine, "commit", fail_once)
+
+    assert all(isinstance(ack, PostResult) and not ack.duplicate for ack in acks)
+    assert batches.sizes == [8] and len(batches.retried) == 8
+    stored = {m.id: m for m in await rows(ctx, cid)}
+    assert sorted(m.body for m in stored.values()) == sorted(f"m{n}" for n in range(8))
+    assert all(stored[ack.message_id].seq == ack.seq for ack in acks)
+    await check_log(ctx, cid)
+    # Each message announced once, none from the batch that rolled back.
+    sent = [
+        _frame(e).get("message_id") for e in published.of(cid) if e.seq in {a.seq for a in acks}
+    ]
+    assert sorted(sent) == sorted(ack.message_id for ack in acks)
+
+
+async def test_a_message_the_database_refuses_fails_alone_after_the_batch_fails(
+    ctx: AppContext, topic: Topic
+) -> None:
+    support = await open_support(ctx, topic)
+    cid = support.conversation_id
+    refuse = (
+        "CREATE TRIGGER poison BEFORE INSERT ON messages WHEN NEW.body = 'poison' "
+        "BEGIN SELECT RAISE(ABORT, 'poisoned'); END"
+        if ctx.db.is_sqlite
+        else "ALTER TABLE messages ADD CONSTRAINT poison CHECK (body <> 'poison')"
+    )
+    async with ctx.db.write() as session:
+        await session.execute(text(refuse))
+    batches = Batches(ctx)
+    results = await gather(
+        *(ctx.messages.post(support.owner, cid, body) for body in ["a", "b", "poison", "c"])
+    )
+
+    assert isinstance(results[2], IntegrityError)
+    assert batches.sizes == [4] and len(batches.retried) == 4
+    acks = [r for r in results if isinstance(r, PostResult)]
+    assert len(acks) == 3
+    stored = {m.id: m for m in await rows(ctx, cid)}
+    assert sorted(m.body for m in stored.values()) == ["a", "b", "c"]
+    assert all(stored[ack.message_id].seq == ack.seq for ack in acks)
+    await check_log(ctx, cid)
+
+
+async def test_a_cancelled_poster_does_not_disturb_the_others(
+    ctx: AppContext, topic: Topic
+) -> None:
+    support = await open_support(ctx, topic)
+    cid = support.conversation_id
+    tasks = [
+        asyncio.create_task(ctx.messages.post(support.owner, cid, f"m{n}", client_id=f"m{n}"))
+        for n in range(10)
+    ]
+    await asyncio.sleep(0)
+    tasks[4].cancel()
+    results = await gather(*tasks)
+
+    assert isinstance(results[4], asyncio.CancelledError)
+    assert all(isinstance(r, PostResult) for n, r in enumerate(results) if n != 4)
+    bodies = sorted(m.body for m in await rows(ctx, cid))
+    assert {f"m{n}" for n in range(10) if n != 4} <= set(bodies) <= {f"m{n}" for n in range(10)}
+    # If it was stored anyway, resending it acks the stored copy rather than a second one.
+    resend = await ctx.messages.post(support.owner, cid, "m4", client_id="m4")
+    assert [m.id for m in await rows(ctx, cid) if m.body == "m4"] == [resend.message_id]
+    await check_log(ctx, cid)
+
+
+async def test_session_rooms_keep_the_one_message_path_and_its_rules(
+    ctx: AppContext, topic: Topic
+) -> None:
+    instructor = await make_user(ctx, Role.moderator)
+    room = await ctx.sessions.create(instructor, "Room")
+    member = await make_user(ctx)
+    await ctx.sessions.join(member, room.id)
+    batches = Batches(ctx)
+    hello = await ctx.messages.post(member, room.id, "hello")
+    private = await ctx.messages.post(
+        member, room.id, "just you", recipient_id=instructor.id, client_id="p"
+    )
+    again = await ctx.messages.post(
+        member, room.id, "just you", recipient_id=instructor.id, client_id="p"
+    )
+
+    # Only the first post took the detour through a batch; the room is known after it.
+    assert [[d.conversation_id for d in drafts] for drafts in batches.drafts] == [[room.id]]
+    assert again == PostResult(private.seq, private.message_id, duplicate=True)
+    logged = {e.seq: e for e in await events(ctx, room.id)}
+    assert logged[hello.seq].type == "chat_message"
+    assert logged[private.seq].type == "private_message"
+    assert logged[private.seq].audience is not None
+    assert set(logged[private.seq].audience) >= {member.id, instructor.id}
+
+
+async def test_close_acks_messages_still_queued(settings: Settings) -> None:
+    context = build_context(settings)
+    topic = await make_topic(context, await make_user(context, Role.admin))
+    support = await open_support(context, topic)
+    tasks = [
+        asyncio.create_task(context.messages.post(support.owner, support.conversation_id, f"m{n}"))
+        for n in range(5)
+    ]
+    await asyncio.sleep(0)  # queued for the writer, not yet written
+    await asyncio.wait_for(context.close(), TIMEOUT)
+
+    results = await gather(*tasks)
+    assert all(isinstance(result, PostResult) for result in results)
+    assert sorted(result.seq for result in results) == list(
+        range(results[0].seq, results[0].seq + 5)
+    )
