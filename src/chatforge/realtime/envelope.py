@@ -9,9 +9,13 @@ from typing import Any
 from chatforge.realtime.wire import text_frame
 
 
+# Compact separators: frames are written to many sockets, every byte counts. One encoder for
+# every frame: json.dumps with options builds a new one per call.
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=str)
+
+
 def dumps(frame: dict[str, Any]) -> str:
-    # Compact separators: frames are written to many sockets, every byte counts.
-    return json.dumps(frame, separators=(",", ":"), ensure_ascii=False, default=str)
+    return _ENCODER.encode(frame)
 
 
 def conversation_topic(conversation_id: int) -> str:
