@@ -8,7 +8,6 @@ from typing import Any
 
 from chatforge.realtime.wire import text_frame
 
-
 # Compact separators: frames are written to many sockets, every byte counts. One encoder for
 # every frame: json.dumps with options builds a new one per call.
 _ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=str)
