@@ -339,8 +339,9 @@ async def test_subscribing_while_messages_flow_has_no_gap_or_duplicate(
                     "client_id": f"f{n}",
                 }
             )
-            if n % 10 == 0:
-                await asyncio.sleep(0.005)
+            # Paced so the subscribe lands mid-flow, within the test server's replay cap (20):
+            # messages are stored faster than they arrive.
+            await asyncio.sleep(0.003)
         for _ in range(total):
             await moderator.expect("ack")
 
