@@ -3,7 +3,7 @@ from __future__ import annotations
 import functools
 import re
 import shutil
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -15,7 +15,7 @@ from pwdlib.hashers.argon2 import Argon2Hasher
 from chatforge.api.deps import SESSION_COOKIE
 from chatforge.app import create_app
 from chatforge.auth import passwords
-from chatforge.context import AppContext
+from chatforge.context import AppContext, build_context
 from chatforge.settings import Settings, load_settings
 from chatforge.store import migrate
 from chatforge.store.models import Role, User
@@ -128,6 +128,16 @@ def postgres_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A throw-away PostgreSQL server for the session: an asyncpg URL to an empty database."""
     with postgres_server(tmp_path_factory.mktemp("postgres")) as url:
         yield url
+
+
+@pytest.fixture
+async def ctx(settings: Settings) -> AsyncIterator[AppContext]:
+    """The app's services on a fresh migrated SQLite database, without HTTP in between."""
+    context = build_context(settings)
+    try:
+        yield context
+    finally:
+        await context.close()
 
 
 @pytest.fixture

@@ -49,15 +49,6 @@ def whatsapp(text: str, number: str = "+27820000001", sid: str | None = None) ->
     )
 
 
-@pytest.fixture
-async def ctx(settings: Settings) -> AsyncIterator[AppContext]:
-    context = build_context(settings)
-    try:
-        yield context
-    finally:
-        await context.close()
-
-
 async def one_batch(ctx: AppContext, messages: Sequence[InboundMessage]) -> list[Any]:
     """Hand ``messages`` to the gateway at once, and check they made a single first batch.
 

@@ -151,6 +151,7 @@ async def test_messages_sent_back_to_back_keep_their_order(
         await user.send({"type": "ping", "nonce": "after"})
         acks = [await user.expect("ack", client_id=f"burst-{n}") for n in range(25)]
         assert [ack["seq"] for ack in acks] == sorted(ack["seq"] for ack in acks)
+        await user.expect("pong", nonce="after")
         frames = [f for f in user.frames if f["type"] in ("ack", "pong")]
         assert frames[-1] == {"type": "pong", "nonce": "after"}
     stored = await stored_messages(server, people, conversation_id)
