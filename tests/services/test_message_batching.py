@@ -17,9 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import event, select, text
+from sqlalchemy import select, text
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
 
 from chatforge.context import AppContext, build_context
 from chatforge.errors import ChatforgeError, Conflict, Forbidden, Invalid, NotFound
@@ -30,6 +29,7 @@ from chatforge.services.messages import PostedMessage, PostResult
 from chatforge.settings import Settings, load_settings
 from chatforge.store import migrate
 from chatforge.store.models import Conversation, Event, Message, Role, Topic, User
+from chatforge.store.write_lane import Statements
 from tests.factories import make_topic, make_user
 from tests.servers import SECRET
 from tests.store.test_postgres import create_database
@@ -108,16 +108,22 @@ class Batches:
     """Watches the writer: the drafts of each batch, and drafts retried alone after a batch
     failed (which would hide a batch that got a case wrong behind the one-message path)."""
 
-    def __init__(self, ctx: AppContext) -> None:
+    def __init__(self, ctx: AppContext, *, failures: Sequence[Exception] = ()) -> None:
         self.drafts: list[list[Draft]] = []
         self.retried: list[Draft] = []
         group = ctx.messages.writer.group
         flush, fallback = group.flush, group.fallback
         assert fallback is not None
+        # Raised by the first batches after they wrote everything, before their commit.
+        failing = iter(failures)
 
-        def flush_and_record(session: Session, drafts: Sequence[Draft]) -> list[Any]:
+        def flush_and_record(statements: Statements, drafts: Sequence[Draft]) -> list[Any]:
             self.drafts.append(list(drafts))
-            return list(flush(session, drafts))
+            results = list(flush(statements, drafts))
+            error = next(failing, None)
+            if error is not None:
+                raise error
+            return results
 
         async def retry_and_record(draft: Draft) -> Stored:
             self.retried.append(draft)
@@ -320,28 +326,17 @@ async def test_the_assignees_first_answer_is_recorded(ctx: AppContext, topic: To
     assert first == answer.created_at
 
 
-async def test_a_batch_whose_commit_fails_is_stored_message_by_message(
+async def test_a_batch_that_fails_before_its_commit_is_stored_message_by_message(
     ctx: AppContext, topic: Topic, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     published = Published(ctx)
     monkeypatch.setattr(ctx.broker, "publish", published)
     support = await open_support(ctx, topic)
     cid = support.conversation_id
-    failures = iter([RuntimeError("commit lost")])
-
-    def fail_once(_connection: Any) -> None:
-        error = next(failures, None)
-        if error is not None:
-            raise error
-
-    batches = Batches(ctx)
-    event.listen(ctx.db.engine.sync_engine, "commit", fail_once)
-    try:
-        acks = await gather(
-            *(ctx.messages.post(support.owner, cid, f"m{n}", client_id=f"m{n}") for n in range(8))
-        )
-    finally:
-        event.remove(ctx.db.engine.sync_engine, "commit", fail_once)
+    batches = Batches(ctx, failures=[RuntimeError("commit lost")])
+    acks = await gather(
+        *(ctx.messages.post(support.owner, cid, f"m{n}", client_id=f"m{n}") for n in range(8))
+    )
 
     assert all(isinstance(ack, PostResult) and not ack.duplicate for ack in acks)
     assert batches.sizes == [8] and len(batches.retried) == 8

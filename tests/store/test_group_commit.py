@@ -6,18 +6,18 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
-from typing import Any
 
 import pytest
-from sqlalchemy import event, text
+from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
 
 from chatforge.store.database import Database
 from chatforge.store.group_commit import GroupCommit, GroupCommitClosed
+from chatforge.store.write_lane import Statements
 
 TIMEOUT = 10  # seconds: the one timeout unit of the async tests here
 INSERT = text("INSERT INTO items (name) VALUES (:name)")
+DANGLING_REFERENCE = text("INSERT INTO refs (item) VALUES ('nothing')")
 
 
 @pytest.fixture
@@ -25,6 +25,12 @@ async def db(tmp_path: Path) -> AsyncIterator[Database]:
     database = Database(f"sqlite+aiosqlite:///{tmp_path / 'items.db'}")
     async with database.write() as session:
         await session.execute(text("CREATE TABLE items (name TEXT PRIMARY KEY)"))
+        # Checked only at COMMIT: a way to make a real commit fail.
+        await session.execute(
+            text(
+                "CREATE TABLE refs (item TEXT REFERENCES items(name) DEFERRABLE INITIALLY DEFERRED)"
+            )
+        )
     try:
         yield database
     finally:
@@ -38,11 +44,9 @@ class Recorder:
     def __init__(self) -> None:
         self.batches: list[list[str]] = []
 
-    def __call__(self, session: Session, items: Sequence[str]) -> list[str | Exception]:
+    def __call__(self, statements: Statements, items: Sequence[str]) -> list[str | Exception]:
         self.batches.append(list(items))
-        good = [name for name in items if not name.startswith("bad")]
-        if good:
-            session.connection().execute(INSERT, [{"name": name} for name in good])
+        statements.run(INSERT, [{"name": name} for name in items if not name.startswith("bad")])
         return [ValueError(name) if name.startswith("bad") else name.upper() for name in items]
 
 
@@ -74,36 +78,41 @@ async def test_concurrent_submits_share_a_transaction_and_each_gets_its_result(
 
 
 async def test_no_caller_is_resolved_before_the_commit(db: Database) -> None:
-    group: GroupCommit[str, str] = GroupCommit(db, Recorder())
-    tasks = [asyncio.create_task(group.submit(f"item{n}")) for n in range(20)]
-    seen_at_commit: list[list[bool]] = []
+    tasks: list[asyncio.Task[str]] = []
+    done_while_writing: list[bool] = []
+    record = Recorder()
 
-    def on_commit(_connection: Any) -> None:
-        seen_at_commit.append([task.done() for task in tasks])
+    def flush(statements: Statements, items: Sequence[str]) -> list[str | Exception]:
+        # Inside the transaction, so before its commit.
+        done_while_writing.extend(task.done() for task in tasks)
+        return record(statements, items)
 
-    event.listen(db.engine.sync_engine, "commit", on_commit)
+    group: GroupCommit[str, str] = GroupCommit(db, flush)
+    tasks.extend(asyncio.create_task(group.submit(f"item{n}")) for n in range(20))
     await asyncio.wait_for(asyncio.gather(*tasks), TIMEOUT)
     await group.close()
 
-    assert seen_at_commit and not any(any(done) for done in seen_at_commit)
+    assert len(done_while_writing) >= 20 and not any(done_while_writing)
+    assert len(await stored(db)) == 20
 
 
 async def test_a_failed_commit_acks_nothing_and_stores_nothing(db: Database) -> None:
-    group: GroupCommit[str, str] = GroupCommit(db, Recorder())
+    def flush(statements: Statements, items: Sequence[str]) -> list[str | Exception]:
+        results = Recorder()(statements, items)
+        statements.run(DANGLING_REFERENCE, [{}])  # fails the COMMIT, not this statement
+        return results
 
-    def refuse(_connection: Any) -> None:
-        raise RuntimeError("disk full")
-
-    event.listen(db.engine.sync_engine, "commit", refuse)
+    group: GroupCommit[str, str] = GroupCommit(db, flush)
     results = await asyncio.wait_for(
         asyncio.gather(*(group.submit(f"item{n}") for n in range(10)), return_exceptions=True),
         TIMEOUT,
     )
-    event.remove(db.engine.sync_engine, "commit", refuse)
     await group.close()
 
-    assert all(isinstance(result, RuntimeError) for result in results)
+    assert all(isinstance(result, IntegrityError) for result in results), results
     assert await stored(db) == []
+    async with db.read() as session:
+        assert (await session.scalar(text("SELECT count(*) FROM refs"))) == 0
 
 
 async def test_a_batch_that_fails_is_retried_item_by_item(db: Database) -> None:

@@ -6,10 +6,11 @@ transaction (``GroupCommit``) instead of eight round trips and a commit per mess
 session rooms (mutes, rate limits, profanity, private audiences) keep the one-message path: a
 draft for one of them comes back as ``Unbatchable`` and the caller posts it that way.
 
-The statements are SQLAlchemy Core on the transaction's connection, the same on SQLite and
-PostgreSQL. Per batch: lock and load the conversations, find earlier sends of the batch's
-``client_id``s, load the ``reply_to`` parents, reserve every conversation's ``seq`` range with
-one ``UPDATE ... RETURNING``, insert the messages, insert their events.
+The statements are SQLAlchemy Core run through ``Statements`` (on SQLite the whole batch is one
+hop to the write lane's thread), the same on SQLite and PostgreSQL. Per batch: lock and load the
+conversations, find earlier sends of the batch's ``client_id``s, load the ``reply_to`` parents,
+reserve every conversation's ``seq`` range with one ``UPDATE ... RETURNING``, insert the
+messages, insert their events.
 """
 
 from __future__ import annotations
@@ -19,20 +20,9 @@ from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
-from sqlalchemy import (
-    Connection,
-    Integer,
-    Row,
-    bindparam,
-    case,
-    insert,
-    select,
-    text,
-    update,
-)
-from sqlalchemy.orm import Session
+from sqlalchemy import Integer, Select, Update, bindparam, case, insert, select, text, update
 from sqlalchemy.sql.dml import ReturningUpdate
 from sqlalchemy.sql.selectable import TextualSelect
 
@@ -41,6 +31,7 @@ from chatforge.realtime.envelope import Envelope
 from chatforge.services.access import check_can_post_direct
 from chatforge.services.eventlog import EventLog, event_envelope, event_frame
 from chatforge.services.posting import PostedMessage, PostResult, message_event
+from chatforge.store.bulk import among, padded
 from chatforge.store.database import Database
 from chatforge.store.group_commit import GroupCommit
 from chatforge.store.models import (
@@ -52,44 +43,68 @@ from chatforge.store.models import (
     User,
 )
 from chatforge.store.types import utcnow
+from chatforge.store.write_lane import Statements
 
-# What the batch reads of a conversation and of a reply_to parent, as the queries below select.
-_Conversation = Row[
-    int, ConversationKind, ConversationStatus, int, int | None, str, datetime | None
-]
-_Parent = Row[int, int, int | None]
 _Key = tuple[int, int, str]  # (conversation_id, sender_id, client_id): one send of a client
 
-_CONVERSATIONS = (
-    select(
-        Conversation.id,
-        Conversation.kind,
-        Conversation.status,
-        Conversation.owner_id,
-        Conversation.assignee_id,
-        Conversation.channel,
-        Conversation.first_response_at,
+
+class _Conversation(NamedTuple):
+    """What the batch reads of a conversation (the columns of ``_conversations_query``)."""
+
+    id: int
+    kind: ConversationKind
+    status: ConversationStatus
+    owner_id: int
+    assignee_id: int | None
+    channel: str
+    first_response_at: datetime | None
+
+
+class _Parent(NamedTuple):
+    id: int
+    conversation_id: int
+    recipient_id: int | None
+
+
+@functools.lru_cache(maxsize=8)
+def _conversations_query(size: int) -> Select[*tuple[Any, ...]]:
+    return (
+        select(
+            Conversation.id,
+            Conversation.kind,
+            Conversation.status,
+            Conversation.owner_id,
+            Conversation.assignee_id,
+            Conversation.channel,
+            Conversation.first_response_at,
+        )
+        .where(among(Conversation.id, "id", size))
+        # Locked in id order (FOR UPDATE; nothing on SQLite, whose writer holds the whole file)
+        # so two processes' batches over the same conversations queue instead of deadlocking,
+        # and no conversation closes between this check and the insert.
+        .order_by(Conversation.id)
+        .with_for_update()
     )
-    .where(Conversation.id.in_(bindparam("ids", expanding=True)))
-    # Locked in id order (FOR UPDATE; nothing on SQLite, whose writer holds the whole file) so
-    # two processes' batches over the same conversations queue instead of deadlocking, and no
-    # conversation closes between this check and the insert.
-    .order_by(Conversation.id)
-    .with_for_update()
-)
-_PARENTS = select(Message.id, Message.conversation_id, Message.recipient_id).where(
-    Message.id.in_(bindparam("ids", expanding=True))
-)
-_INSERT_MESSAGES = insert(Message).returning(Message.id, Message.conversation_id, Message.seq)
-_INSERT_EVENTS = insert(Event)
-_FIRST_RESPONSE = (
-    update(Conversation)
-    .where(
-        Conversation.id.in_(bindparam("ids", expanding=True)),
-        Conversation.first_response_at.is_(None),
+
+
+@functools.lru_cache(maxsize=8)
+def _parents_query(size: int) -> Select[*tuple[Any, ...]]:
+    return select(Message.id, Message.conversation_id, Message.recipient_id).where(
+        among(Message.id, "id", size)
     )
-    .values(first_response_at=bindparam("now"))
-)
+
+
+@functools.lru_cache(maxsize=8)
+def _first_response_query(size: int) -> Update:
+    return (
+        update(Conversation)
+        .where(among(Conversation.id, "id", size), Conversation.first_response_at.is_(None))
+        .values(first_response_at=bindparam("now"))
+    )
+
+
+_INSERT_MESSAGE = insert(Message)
+_INSERT_EVENT = insert(Event)
 
 
 # Statements whose shape depends on the batch are built once per size and cached: building
@@ -226,21 +241,18 @@ class MessageWriter:
         )
 
 
-def flush_drafts(session: Session, drafts: Sequence[Draft]) -> list[Stored | Exception]:
+def flush_drafts(statements: Statements, drafts: Sequence[Draft]) -> list[Stored | Exception]:
     """Check and write a batch of drafts in the caller's transaction; one outcome per draft.
 
     A rule a draft breaks becomes that draft's outcome and its neighbours are written; only
     an error of the batch as a whole (the database's) is raised.
     """
-    connection = session.connection()
+    size, params = padded("id", sorted({d.conversation_id for d in drafts}))
     conversations = {
-        row.id: row
-        for row in connection.execute(
-            _CONVERSATIONS, {"ids": sorted({d.conversation_id for d in drafts})}
-        )
+        row[0]: _Conversation(*row) for row in statements.rows(_conversations_query(size), params)
     }
-    earlier = _earlier_sends(connection, drafts, conversations)
-    parents = _parents(connection, drafts)
+    earlier = _earlier_sends(statements, drafts, conversations)
+    parents = _parents(statements, drafts)
 
     outcomes: list[Stored | Exception | None] = [None] * len(drafts)
     accepted: list[int] = []
@@ -273,7 +285,7 @@ def flush_drafts(session: Session, drafts: Sequence[Draft]) -> list[Stored | Exc
 
     if accepted:
         now = utcnow()
-        stored = _write(connection, [drafts[i] for i in accepted], conversations, now)
+        stored = _write(statements, [drafts[i] for i in accepted], conversations, now)
         for index, outcome in zip(accepted, stored, strict=True):
             outcomes[index] = outcome
     for index, first in resends:
@@ -303,7 +315,7 @@ def _check_rules(draft: Draft, conversation: _Conversation, parents: dict[int, _
 
 
 def _earlier_sends(
-    connection: Connection,
+    statements: Statements,
     drafts: Sequence[Draft],
     conversations: dict[int, _Conversation],
 ) -> dict[_Key, Stored]:
@@ -320,33 +332,35 @@ def _earlier_sends(
     slots = _slots(len(keys))
     params: dict[str, Any] = {}
     _fill(params, ("c", "s", "k"), keys, slots)
-    rows = connection.execute(_earlier_sends_query(slots), params)
     return {
-        (row.conversation_id, row.sender_id, row.client_id): Stored(
-            PostResult(seq=row.seq, message_id=row.id, duplicate=True)
+        (conversation_id, sender_id, client_id): Stored(
+            PostResult(seq=seq, message_id=message_id, duplicate=True)
         )
-        for row in rows
+        for conversation_id, sender_id, client_id, seq, message_id in statements.rows(
+            _earlier_sends_query(slots), params
+        )
     }
 
 
-def _parents(connection: Connection, drafts: Sequence[Draft]) -> dict[int, _Parent]:
+def _parents(statements: Statements, drafts: Sequence[Draft]) -> dict[int, _Parent]:
     ids = {draft.reply_to for draft in drafts if draft.reply_to is not None}
     if not ids:
         return {}
-    return {row.id: row for row in connection.execute(_PARENTS, {"ids": sorted(ids)})}
+    size, params = padded("id", sorted(ids))
+    return {row[0]: _Parent(*row) for row in statements.rows(_parents_query(size), params)}
 
 
 def _write(
-    connection: Connection,
+    statements: Statements,
     drafts: Sequence[Draft],
     conversations: dict[int, _Conversation],
     now: datetime,
 ) -> list[Stored]:
     """Insert the accepted drafts, numbered after their conversations' last ``seq``."""
-    seqs = _reserve_seqs(connection, Counter(draft.conversation_id for draft in drafts))
+    seqs = _reserve_seqs(statements, Counter(draft.conversation_id for draft in drafts))
     numbered = [(draft, next(seqs[draft.conversation_id])) for draft in drafts]
-    inserted = connection.execute(
-        _INSERT_MESSAGES,
+    ids = statements.insert_ids(
+        _INSERT_MESSAGE,
         [
             {
                 "conversation_id": draft.conversation_id,
@@ -355,21 +369,19 @@ def _write(
                 "client_id": draft.client_id,
                 "body": draft.body,
                 "reply_to_id": draft.reply_to,
+                "recipient_id": None,
+                "excluded": False,
                 "created_at": now,
             }
             for draft, seq in numbered
         ],
     )
-    # Mapped back by (conversation, seq) rather than RETURNING order: SQLite does not promise
-    # that order, and asking SQLAlchemy to sort it makes it insert one row per statement.
-    ids = {(row.conversation_id, row.seq): row.id for row in inserted}
     # What listeners learn of each conversation, read once per conversation, not per message.
     targets = {id: (row.kind, row.channel, row.owner_id) for id, row in conversations.items()}
     stored: list[Stored] = []
     events: list[dict[str, Any]] = []
-    for draft, seq in numbered:
+    for (draft, seq), message_id in zip(numbered, ids, strict=True):
         conversation_id = draft.conversation_id
-        message_id = ids[(conversation_id, seq)]
         event_type, payload = message_event(
             message_id=message_id,
             sender_id=draft.sender_id,
@@ -403,12 +415,12 @@ def _write(
             None, seq, message_id, draft.body,
         )  # fmt: skip
         stored.append(Stored(PostResult(seq, message_id), posted, event_envelope(frame, None)))
-    connection.execute(_INSERT_EVENTS, events)
-    _mark_first_responses(connection, drafts, conversations, now)
+    statements.run(_INSERT_EVENT, events)
+    _mark_first_responses(statements, drafts, conversations, now)
     return stored
 
 
-def _reserve_seqs(connection: Connection, counts: Counter[int]) -> dict[int, Iterator[int]]:
+def _reserve_seqs(statements: Statements, counts: Counter[int]) -> dict[int, Iterator[int]]:
     """Take ``counts[c]`` consecutive seqs of each conversation ``c``, in one statement.
 
     ``last_seq = last_seq + n ... RETURNING`` holds each conversation row's write lock until
@@ -417,16 +429,14 @@ def _reserve_seqs(connection: Connection, counts: Counter[int]) -> dict[int, Ite
     slots = _slots(len(counts))
     params: dict[str, Any] = {}
     _fill(params, ("c", "n"), sorted(counts.items()), slots)
-    rows = connection.execute(_reserve_query(slots), params).all()
+    rows = statements.rows(_reserve_query(slots), params)
     if len(rows) != len(counts):
         raise RuntimeError("a conversation of the batch vanished while it was locked")
-    return {
-        row.id: iter(range(row.last_seq - counts[row.id] + 1, row.last_seq + 1)) for row in rows
-    }
+    return {id: iter(range(last - counts[id] + 1, last + 1)) for id, last in rows}
 
 
 def _mark_first_responses(
-    connection: Connection,
+    statements: Statements,
     drafts: Sequence[Draft],
     conversations: dict[int, _Conversation],
     now: datetime,
@@ -439,4 +449,5 @@ def _mark_first_responses(
         and conversations[draft.conversation_id].assignee_id == draft.sender_id
     }
     if answered:
-        connection.execute(_FIRST_RESPONSE, {"ids": sorted(answered), "now": now})
+        size, params = padded("id", sorted(answered))
+        statements.run(_first_response_query(size), [{**params, "now": now}])

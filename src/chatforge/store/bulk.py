@@ -22,13 +22,14 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, Delete, Insert, Select, Update, bindparam
+from sqlalchemy import ColumnElement, Delete, Insert, Select, TextClause, Update, bindparam
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.orm import QueryableAttribute
+from sqlalchemy.sql.selectable import TextualSelect
 
 AnySelect = Select[*tuple[Any, ...]]
-Statement = AnySelect | Insert | Update | Delete
+Statement = AnySelect | Insert | Update | Delete | TextClause | TextualSelect
 Processor = Callable[[Any], Any]
 _KEY = "chatforge_bulk"
 _MISSING = object()
@@ -57,7 +58,7 @@ def padded(name: str, values: Collection[Any]) -> tuple[int, dict[str, Any]]:
 
 
 @dataclass(frozen=True, slots=True)
-class _Compiled:
+class Compiled:
     sql: str
     # Each positional parameter: its name, its value if the statement fixes it, its processor.
     binds: tuple[tuple[str, Any, Processor | None], ...]
@@ -66,12 +67,12 @@ class _Compiled:
 
 # Compiled forms by statement (and the columns an insert or update names). The statement is
 # kept with its compiled form, so its id is never reused for another while cached.
-_compiled: dict[tuple[int, tuple[str, ...]], tuple[Statement, _Compiled]] = {}
+_compiled: dict[tuple[int, tuple[str, ...]], tuple[Statement, Compiled]] = {}
 # A bound on the cache: statements built per call instead of once would otherwise pile up here.
 _MAX_COMPILED = 1024
 
 
-def _compile(statement: Statement, keys: tuple[str, ...], dialect: Dialect) -> _Compiled:
+def compiled_form(statement: Statement, keys: tuple[str, ...], dialect: Dialect) -> Compiled:
     cached = _compiled.get((id(statement), keys))
     if cached is not None:
         return cached[1]
@@ -85,12 +86,17 @@ def _compile(statement: Statement, keys: tuple[str, ...], dialect: Dialect) -> _
         fixed = _MISSING if name in keys or bind.value is None else bind.effective_value
         binds.append((name, fixed, bind.type.dialect_impl(dialect).bind_processor(dialect)))
     results: tuple[Processor | None, ...] = ()
-    if isinstance(statement, Select):
-        results = tuple(
-            column.type.dialect_impl(dialect).result_processor(dialect, None)
-            for column in statement.selected_columns
+    if isinstance(statement, Select | Insert | Update | Delete):
+        # A select's columns, or what DML returns (none without RETURNING).
+        returned = (
+            statement.selected_columns
+            if isinstance(statement, Select)
+            else statement.exported_columns
         )
-    entry = _Compiled(compiled.string, tuple(binds), results)
+        results = tuple(
+            column.type.dialect_impl(dialect).result_processor(dialect, None) for column in returned
+        )
+    entry = Compiled(compiled.string, tuple(binds), results)
     if len(_compiled) >= _MAX_COMPILED:
         _compiled.clear()
     _compiled[(id(statement), keys)] = (statement, entry)
@@ -123,9 +129,9 @@ class Bulk:
         if self._driver is None:
             result = await self.connection.execute(statement, dict(params or {}))
             return [tuple(row) for row in result]
-        compiled = _compile(statement, (), self.connection.dialect)
+        compiled = compiled_form(statement, (), self.connection.dialect)
         found = await self._driver.execute_fetchall(
-            compiled.sql, _values(compiled, [params or {}])[0]
+            compiled.sql, driver_values(compiled, [params or {}])[0]
         )
         processors = compiled.results
         if not any(processors):
@@ -144,8 +150,8 @@ class Bulk:
         if self._driver is None:
             await self.connection.execute(statement, [dict(row) for row in rows])
             return
-        compiled = _compile(statement, tuple(rows[0]), self.connection.dialect)
-        values = _values(compiled, rows)
+        compiled = compiled_form(statement, tuple(rows[0]), self.connection.dialect)
+        values = driver_values(compiled, rows)
         if len(values) == 1:
             # One hop instead of two (executemany leaves a cursor to close): small batches are
             # the quiet hours, when each message's latency is its batch's.
@@ -174,7 +180,7 @@ class _Remembering:
         return self._result
 
 
-def _values(compiled: _Compiled, rows: Sequence[Mapping[str, Any]]) -> list[tuple[Any, ...]]:
+def driver_values(compiled: Compiled, rows: Sequence[Mapping[str, Any]]) -> list[tuple[Any, ...]]:
     """The driver's parameters of each row: values converted as SQLAlchemy would (a ``KeyError``
     names a column a row left out: defaults are not applied here)."""
     binds = [

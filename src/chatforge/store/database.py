@@ -3,16 +3,21 @@
 On SQLite every connection runs in WAL mode with a busy timeout, and write transactions start
 with ``BEGIN IMMEDIATE`` so that two writers queue on the lock at the start instead of failing
 with "database is locked" when one of them upgrades a read lock half-way through.
+
+Hot write paths use ``transact``: a whole transaction as one synchronous function, run in one
+thread hop on SQLite (``store.write_lane``).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import functools
+import sqlite3
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, TypeVar
 
-from sqlalchemy import event
+from sqlalchemy import event, make_url
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -20,8 +25,12 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
+from sqlalchemy.orm import Session
+
+from chatforge.store.write_lane import ConnectionStatements, Statements, WriteLane
 
 _WRITE = "chatforge_write"
+T = TypeVar("T")
 
 
 class Database:
@@ -32,8 +41,13 @@ class Database:
         if not self.is_sqlite:
             kwargs.update(pool_size=10, max_overflow=20, pool_pre_ping=True)
         self.engine: AsyncEngine = create_async_engine(url, **kwargs)
+        self._lane: WriteLane | None = None
         if self.is_sqlite:
-            _configure_sqlite(self.engine, busy_timeout_ms)
+            prepare = functools.partial(_prepare_sqlite, busy_timeout_ms=busy_timeout_ms)
+            _configure_sqlite(self.engine, prepare)
+            path = make_url(url).database
+            if path and path != ":memory:" and not path.startswith("file:"):
+                self._lane = WriteLane(path, prepare, self.engine.dialect)
         self._reader = async_sessionmaker(self.engine, expire_on_commit=False)
         self._writer = async_sessionmaker(
             self.engine.execution_options(**{_WRITE: True}), expire_on_commit=False
@@ -60,23 +74,48 @@ class Database:
         async with self._write_turn, self._writer() as session, session.begin():
             yield session
 
+    async def transact(self, work: Callable[[Statements], T]) -> T:
+        """Run ``work`` as one write transaction; its result once that committed.
+
+        ``work`` is synchronous and issues every statement through its argument; an exception
+        from it (or from the commit) rolls the whole transaction back and is raised here.
+        """
+        if self._lane is not None:
+            assert self._write_turn is not None
+            async with self._write_turn:
+                return await self._lane.run(work)
+        async with self.write() as session:
+            return await session.run_sync(_on_connection, work)
+
     async def dispose(self) -> None:
+        if self._lane is not None:
+            await self._lane.close()
         await self.engine.dispose()
 
 
-def _configure_sqlite(engine: AsyncEngine, busy_timeout_ms: int) -> None:
+def _on_connection(session: Session, work: Callable[[Statements], T]) -> T:
+    return work(ConnectionStatements(session.connection()))
+
+
+def _prepare_sqlite(connection: sqlite3.Connection, *, busy_timeout_ms: int) -> None:
+    """The settings of every connection to the file: the engine's (aiosqlite's adapter, which
+    has cursors but no ``execute``) and the write lane's (plain ``sqlite3``)."""
+    cursor = connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()
+
+
+def _configure_sqlite(engine: AsyncEngine, prepare: Callable[[Any], None]) -> None:
     sync_engine = engine.sync_engine
 
     @event.listens_for(sync_engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         # Let SQLAlchemy's "begin" event below issue BEGIN itself, so we choose its kind.
         dbapi_connection.isolation_level = None
-        cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
-        cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.execute("PRAGMA synchronous=NORMAL")
-        cursor.close()
+        prepare(dbapi_connection)
 
     @event.listens_for(sync_engine, "begin")
     def _on_begin(conn: Connection) -> None:

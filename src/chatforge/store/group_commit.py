@@ -29,9 +29,8 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
-from sqlalchemy.orm import Session
-
 from chatforge.store.database import Database
+from chatforge.store.write_lane import Statements
 
 ItemT = TypeVar("ItemT")
 ResultT = TypeVar("ResultT")
@@ -53,18 +52,19 @@ class GroupCommitClosed(RuntimeError):
 class GroupCommit(Generic[ItemT, ResultT]):
     """Batch concurrent ``submit`` calls into shared write transactions.
 
-    ``flush(session, items)`` runs synchronously inside ``db.write()`` (through
-    ``AsyncSession.run_sync``) and must write the whole batch with bulk statements: its cost
-    per item is what bounds throughput. ``after_commit(results)`` runs once the batch committed
-    and before the callers are resolved (publishing events there means subscribers are sent
-    them no later than the sender's ack); its failures are logged, never turned into failures
-    of items that are already stored.
+    ``flush(statements, items)`` is the synchronous body of one write transaction
+    (``Database.transact``: on SQLite the whole batch is one thread hop) and must write the
+    whole batch with bulk statements: its cost per item is what bounds throughput.
+    ``after_commit(results)`` runs once the batch committed and before the callers are
+    resolved (publishing events there means subscribers are sent them no later than the
+    sender's ack); its failures are logged, never turned into failures of items that are
+    already stored.
     """
 
     def __init__(
         self,
         db: Database,
-        flush: Callable[[Session, Sequence[ItemT]], list[ResultT | Exception]],
+        flush: Callable[[Statements, Sequence[ItemT]], list[ResultT | Exception]],
         *,
         fallback: Callable[[ItemT], Awaitable[ResultT]] | None = None,
         after_commit: Callable[[Sequence[ResultT | Exception]], Awaitable[None]] | None = None,
@@ -145,8 +145,7 @@ class GroupCommit(Generic[ItemT, ResultT]):
     async def _commit(self, batch: list[_Pending[ItemT, ResultT]]) -> None:
         items = [pending.item for pending in batch]
         try:
-            async with self.db.write() as session:
-                results = await session.run_sync(self.flush, items)
+            results = await self.db.transact(lambda statements: self.flush(statements, items))
             if len(results) != len(items):
                 raise RuntimeError(f"{self.name}: flush returned {len(results)} results")
         except Exception as error:
