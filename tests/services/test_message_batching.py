@@ -186,10 +186,15 @@ async def test_concurrent_posts_get_gapless_seqs_and_acks_that_match_the_rows(
         s.conversation_id: (await conversation(ctx, s.conversation_id)).last_seq for s in supports
     }
 
+    def body(n: int) -> str:
+        # Quotes, a backslash, non-ASCII and a line break: the frame splices the payload's
+        # JSON in as text, and must still equal the replayed frame to the byte.
+        return f'hello {n} "quoted" \\ é 🙂\nbye'
+
     def post(n: int) -> Any:
         support = supports[n % 3]
         sender = support.owner if n % 2 else support.moderator
-        return ctx.messages.post(sender, support.conversation_id, f"hello {n}", client_id=f"c{n}")
+        return ctx.messages.post(sender, support.conversation_id, body(n), client_id=f"c{n}")
 
     batches = Batches(ctx)
     acks: list[PostResult] = await gather(*(post(n) for n in range(200)))
@@ -202,7 +207,7 @@ async def test_concurrent_posts_get_gapless_seqs_and_acks_that_match_the_rows(
         assert len(stored) == len(mine)
         for n, ack in ((n, a) for n, a in enumerate(acks) if n % 3 == index):
             assert stored[ack.message_id].seq == ack.seq
-            assert stored[ack.message_id].body == f"hello {n}"
+            assert stored[ack.message_id].body == body(n)
         seqs = sorted(ack.seq for ack in mine)
         assert seqs == list(range(before[support.conversation_id] + 1, seqs[-1] + 1))
         logged = await check_log(ctx, support.conversation_id)

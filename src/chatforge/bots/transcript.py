@@ -23,8 +23,8 @@ from sqlalchemy import Select, bindparam, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from chatforge.bots.seams import Exchange, Person
-from chatforge.realtime.envelope import Envelope, conversation_topic, dumps
-from chatforge.services.eventlog import EventLog, event_frame
+from chatforge.realtime.envelope import Envelope
+from chatforge.services.eventlog import INSERT_ENCODED_EVENT, EventLog, encoded_event
 from chatforge.services.messages import BODY_MAX
 from chatforge.store.bulk import Bulk, among, padded
 from chatforge.store.models import (
@@ -32,7 +32,6 @@ from chatforge.store.models import (
     Conversation,
     ConversationKind,
     ConversationStatus,
-    Event,
     Message,
     Participant,
     Role,
@@ -42,7 +41,6 @@ from chatforge.store.types import utcnow
 
 _CONVERSATIONS = Base.metadata.tables[Conversation.__tablename__]
 _MESSAGES = Base.metadata.tables[Message.__tablename__]
-_EVENTS = Base.metadata.tables[Event.__tablename__]
 _PARTICIPANTS = Base.metadata.tables[Participant.__tablename__]
 _USERS = Base.metadata.tables[User.__tablename__]
 _SPEAKER = select(_USERS.c.id, _USERS.c.display_name).where(_USERS.c.username == bindparam("name"))
@@ -50,7 +48,6 @@ _NEW_USER = insert(_USERS)
 _NEW_CONVERSATION = insert(_CONVERSATIONS)
 _NEW_PARTICIPANT = insert(_PARTICIPANTS)
 _NEW_MESSAGE = insert(_MESSAGES)
-_NEW_EVENT = insert(_EVENTS)
 _LAST_SEQ = update(_CONVERSATIONS).where(_CONVERSATIONS.c.id == bindparam("cid"))
 _LAST_MESSAGE = select(func.coalesce(func.max(_MESSAGES.c.id), 0))
 _MESSAGES_AFTER = select(_MESSAGES.c.conversation_id, _MESSAGES.c.seq, _MESSAGES.c.id).where(
@@ -255,32 +252,17 @@ class ConversationTranscript:
                 "recipient_id": None,
                 "reply_to": None,
             }
-            event = {
-                "conversation_id": message["conversation_id"],
-                "seq": message["seq"],
-                "type": "chat_message",
-                "actor_id": sender_id,
-                "audience": None,
-                "payload": payload,
-                "created_at": now,
-            }
-            events.append(event)
-            frame = event_frame(
+            event, envelope = encoded_event(
                 type="chat_message",
-                conversation_id=event["conversation_id"],
-                seq=event["seq"],
+                conversation_id=message["conversation_id"],
+                seq=message["seq"],
                 actor_id=sender_id,
                 created_at=now,
                 payload=payload,
             )
-            envelopes.append(
-                Envelope(
-                    topic=conversation_topic(event["conversation_id"]),
-                    frame=dumps(frame),
-                    seq=event["seq"],
-                )
-            )
-        await bulk.run(_NEW_EVENT, events)
+            events.append(event)
+            envelopes.append(envelope)
+        await bulk.run(INSERT_ENCODED_EVENT, events)
         await bulk.run(_LAST_SEQ, [{"cid": cid, "last_seq": seq} for cid, seq in last_seq.items()])
         session.info.setdefault(_UNPUBLISHED, []).extend(envelopes)
 

@@ -13,7 +13,7 @@ from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import Integer, String, column, insert, select, table, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from chatforge.errors import NotFound
@@ -21,7 +21,7 @@ from chatforge.realtime.broker import Broker
 from chatforge.realtime.envelope import Envelope, conversation_topic, dumps
 from chatforge.store.database import Database
 from chatforge.store.models import Conversation, Event
-from chatforge.store.types import utcnow
+from chatforge.store.types import EncodedJSON, UTCDateTime, utcnow
 
 _OUTBOX = "chatforge_outbox"
 
@@ -44,6 +44,53 @@ def event_frame(
         "created_at": created_at.isoformat(),
         **payload,
     }
+
+
+# The events table as bulk writers insert it, the payload given as JSON text (``encoded_event``).
+INSERT_ENCODED_EVENT = insert(
+    table(
+        Event.__tablename__,
+        column("conversation_id", Integer),
+        column("seq", Integer),
+        column("type", String),
+        column("actor_id", Integer),
+        column("payload", EncodedJSON),
+        column("created_at", UTCDateTime),
+    )
+)
+
+
+def encoded_event(
+    *,
+    type: str,
+    conversation_id: int,
+    seq: int,
+    actor_id: int | None,
+    created_at: datetime,
+    payload: dict[str, Any],
+) -> tuple[dict[str, Any], Envelope]:
+    """An event's row for ``INSERT_ENCODED_EVENT`` and the envelope that publishes it.
+
+    The payload is encoded once, for both: the frame is the text ``event_frame`` gives, with
+    the payload's JSON spliced in after the fields every event has. ``type`` is one of the
+    event type names (a plain identifier), so it needs no escaping.
+    """
+    encoded = dumps(payload)
+    actor = "null" if actor_id is None else actor_id
+    head = (
+        f'{{"type":"{type}","conversation_id":{conversation_id},"seq":{seq},'
+        f'"actor_id":{actor},"created_at":"{created_at.isoformat()}"'
+    )
+    frame = f"{head},{encoded[1:]}" if payload else head + "}"
+    row = {
+        "conversation_id": conversation_id,
+        "seq": seq,
+        "type": type,
+        "actor_id": actor_id,
+        "payload": encoded,
+        "created_at": created_at,
+    }
+    return row, Envelope(topic=conversation_topic(conversation_id), frame=frame, seq=seq)
 
 
 def frame_of(event: Event) -> dict[str, Any]:

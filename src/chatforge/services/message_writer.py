@@ -29,7 +29,7 @@ from sqlalchemy.sql.selectable import TextualSelect
 from chatforge.errors import ChatforgeError, Invalid, NotFound
 from chatforge.realtime.envelope import Envelope
 from chatforge.services.access import check_can_post_direct
-from chatforge.services.eventlog import EventLog, event_envelope, event_frame
+from chatforge.services.eventlog import INSERT_ENCODED_EVENT, EventLog, encoded_event
 from chatforge.services.posting import PostedMessage, PostResult, message_event
 from chatforge.store.bulk import among, padded
 from chatforge.store.database import Database
@@ -38,7 +38,6 @@ from chatforge.store.models import (
     Conversation,
     ConversationKind,
     ConversationStatus,
-    Event,
     Message,
     User,
 )
@@ -104,7 +103,6 @@ def _first_response_query(size: int) -> Update:
 
 
 _INSERT_MESSAGE = insert(Message)
-_INSERT_EVENT = insert(Event)
 
 
 # Statements whose shape depends on the batch are built once per size and cached: building
@@ -391,17 +389,7 @@ def _write(
             recipient_id=None,
             reply_to=draft.reply_to,
         )
-        events.append(
-            {
-                "conversation_id": conversation_id,
-                "seq": seq,
-                "type": event_type,
-                "actor_id": draft.sender_id,
-                "payload": payload,
-                "created_at": now,
-            }
-        )
-        frame = event_frame(
+        event, envelope = encoded_event(
             type=event_type,
             conversation_id=conversation_id,
             seq=seq,
@@ -409,13 +397,14 @@ def _write(
             created_at=now,
             payload=payload,
         )
+        events.append(event)
         kind, channel, owner_id = targets[conversation_id]
         posted = PostedMessage(
             conversation_id, kind, channel, owner_id, draft.sender_id, draft.sender_name,
             None, seq, message_id, draft.body,
         )  # fmt: skip
-        stored.append(Stored(PostResult(seq, message_id), posted, event_envelope(frame, None)))
-    statements.run(_INSERT_EVENT, events)
+        stored.append(Stored(PostResult(seq, message_id), posted, envelope))
+    statements.run(INSERT_ENCODED_EVENT, events)
     _mark_first_responses(statements, drafts, conversations, now)
     return stored
 

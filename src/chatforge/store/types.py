@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import DateTime
+from sqlalchemy import JSON, DateTime
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
 
@@ -32,6 +32,20 @@ class UTCDateTime(TypeDecorator[datetime]):
             return None
         assert isinstance(value, datetime)
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class EncodedJSON(TypeDecorator[str]):
+    """A JSON column written with text that is JSON already.
+
+    Bulk writers encode an event's payload once and use the text twice: in the row and in the
+    frame sent to subscribers. Read back through the column's own ``JSON`` type as usual.
+    """
+
+    impl = JSON
+    cache_ok = True
+
+    def bind_processor(self, dialect: Dialect) -> None:
+        return None  # the value is the JSON text: nothing to encode
 
 
 def utcnow() -> datetime:
