@@ -224,7 +224,9 @@ async def _httpx_level(server: Server, prepared: list[tuple[str, str]], connecti
 
 def check_database(server: Server) -> str:
     """Every stored interaction has its claimed MessageSid, and nobody exceeded the quota."""
-    with sqlite3.connect(server.data_dir / "chatforge.db") as db:
+    with sqlite3.connect(server.data_dir / "chatforge.db", isolation_level=None) as db:
+        # One snapshot for every count: the server may still be finishing the last requests.
+        db.execute("BEGIN")
         claimed = db.execute("SELECT count(*) FROM inbound_messages").fetchone()[0]
         logged = db.execute("SELECT count(*) FROM bot_interactions").fetchone()[0]
         most = db.execute(
@@ -247,9 +249,19 @@ def main() -> None:
         "--max-rate", type=int, default=12_000, help="bodies signed per level: rate x seconds"
     )
     parser.add_argument("--requests", type=int, default=2000, help="per level (httpx fallback)")
+    parser.add_argument(
+        "--access-log",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="keep uvicorn's access log (off, as behind a reverse proxy that logs requests)",
+    )
     args = parser.parse_args()
     use_wrk = shutil.which("wrk") is not None
-    env = {"CHATFORGE_TWILIO_ACCOUNT_SID": SID, "CHATFORGE_TWILIO_AUTH_TOKEN": TOKEN}
+    env = {
+        "CHATFORGE_TWILIO_ACCOUNT_SID": SID,
+        "CHATFORGE_TWILIO_AUTH_TOKEN": TOKEN,
+        "CHATFORGE_ACCESS_LOG": str(args.access_log).lower(),
+    }
 
     def level(server: Server, folder: Path, prepared: list[tuple[str, str]], c: int) -> Result:
         if use_wrk:

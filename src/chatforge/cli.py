@@ -116,6 +116,7 @@ def serve(
         h11_max_incomplete_event_size=16 * 1024,
         backlog=2048,
         log_level="info",
+        access_log=settings.access_log,
     )
 
 

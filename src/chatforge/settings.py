@@ -49,6 +49,9 @@ class Settings(BaseSettings):
     # Bytes a socket may have waiting to be sent before it counts as too slow and is closed
     # (it resumes from its last seq on reconnecting); 1 MiB is a few thousand frames.
     ws_send_buffer_bytes: int = Field(default=1 << 20, ge=4096)
+    # uvicorn's line per HTTP request: about a tenth of a webhook's CPU. Turn it off where the
+    # reverse proxy logs requests already.
+    access_log: bool = True
     # Open connections (sockets and requests) one process serves; past it, new ones get 503.
     max_connections: int = Field(default=30000, ge=10)
     catch_up_seconds: float = Field(default=5.0, gt=0)

@@ -67,3 +67,16 @@ def test_an_idle_timeout_survives_a_restart(tmp_path: Path) -> None:
             assert send(server, whatsapp_form("still here?", sender="+15551230001")) == [
                 "echo: still here?"
             ]
+
+
+def test_the_access_log_is_on_unless_turned_off(tmp_path: Path) -> None:
+    with fake_platform() as platform:
+        env = server_env(platform)
+        with chatforge_server(tmp_path / "logged", **env) as server:
+            assert send(server, whatsapp_form("hello", sender="+15551230002"))
+            assert f"POST {PATH} HTTP/1.1" in server.log.read_text()
+        with chatforge_server(tmp_path / "quiet", **env, CHATFORGE_ACCESS_LOG="false") as server:
+            assert send(server, whatsapp_form("hello", sender="+15551230003"))
+            log = server.log.read_text()
+            assert "Application startup complete" in log  # the server's own log still runs
+            assert PATH not in log
