@@ -224,3 +224,37 @@ async def test_batches_never_exceed_max_batch(db: Database) -> None:
 
     assert max(len(batch) for batch in flush.batches) == 7
     assert len(await stored(db)) == 50
+
+
+async def test_the_next_batch_is_written_while_the_last_ones_callers_are_answered(
+    db: Database,
+) -> None:
+    """A long queue is split in two; the second half is written while the first half's
+    after_commit runs, yet events go out batch by batch and each ack follows its own commit."""
+    flush = Recorder()
+    announced: list[list[str | Exception]] = []
+    tasks: list[asyncio.Task[str]] = []
+    overlapped: list[bool] = []
+
+    async def after_commit(results: Sequence[str | Exception]) -> None:
+        if not announced:
+            # The first batch's announcement waits for the second batch's write.
+            while len(flush.batches) < 2:
+                await asyncio.sleep(0.001)
+            second = set(flush.batches[1])
+            overlapped.append(
+                not any(task.done() for task, name in zip(tasks, names) if name in second)
+            )
+        announced.append(list(results))
+
+    names = [f"item{n:02}" for n in range(80)]
+    group: GroupCommit[str, str] = GroupCommit(db, flush, after_commit=after_commit)
+    tasks.extend(asyncio.create_task(group.submit(name)) for name in names)
+    results = await asyncio.wait_for(asyncio.gather(*tasks), TIMEOUT)
+    await group.close()
+
+    assert results == [name.upper() for name in names]
+    assert [len(batch) for batch in flush.batches[:2]] == [40, 32]  # halves, 32 at least
+    assert overlapped == [True]  # written, not yet acked, while the batch before was announced
+    assert [name for batch in announced for name in batch] == [name.upper() for name in names]
+    assert await stored(db) == names

@@ -115,9 +115,14 @@ def _slots(count: int) -> int:
 
 def _fill(params: dict[str, Any], names: Sequence[str], rows: Sequence[Any], count: int) -> None:
     """Bind row ``n`` to the slots ``<name>n`` for every n < count, repeating the last row."""
-    for n in range(count):
-        for name, value in zip(names, rows[min(n, len(rows) - 1)], strict=True):
-            params[f"{name}{n}"] = value
+    last = len(rows) - 1
+    for n, keys in enumerate(_slot_names(tuple(names), count)):
+        params.update(zip(keys, rows[min(n, last)], strict=True))
+
+
+@functools.lru_cache(maxsize=32)
+def _slot_names(names: tuple[str, ...], count: int) -> tuple[tuple[str, ...], ...]:
+    return tuple(tuple(f"{name}{n}" for name in names) for n in range(count))
 
 
 @functools.lru_cache(maxsize=16)
