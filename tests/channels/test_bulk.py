@@ -10,9 +10,10 @@ import pytest
 from sqlalchemy import bindparam, insert, select, text, update
 
 from chatforge.settings import Settings
-from chatforge.store.bulk import Bulk, among, padded
+from chatforge.store.bulk import Bulk, among, multi_row, padded
 from chatforge.store.database import Database
 from chatforge.store.models import Base, ConversationKind, ConversationStatus, Role
+from chatforge.store.write_lane import Statements
 
 USERS = Base.metadata.tables["users"]
 STATES = Base.metadata.tables["bot_states"]
@@ -152,3 +153,35 @@ async def test_what_the_driver_path_cannot_do_is_refused_loudly(db: Database) ->
         incomplete = {k: v for k, v in user("jo").items() if k != "created_at"}
         with pytest.raises(KeyError, match="created_at"):
             await bulk.run(NEW_USER, [incomplete])
+
+
+def test_inserts_are_split_into_a_few_multi_row_statements() -> None:
+    sql = "INSERT INTO t (a, b) VALUES (?, ?)"
+    rows = [(n, f"v{n}") for n in range(85)]
+    chunks = multi_row(sql, rows)
+    assert chunks is not None
+    assert [len(params) // 2 for _, params in chunks] == [64, 16, 4, 1]
+    assert chunks[2][0] == "INSERT INTO t (a, b) VALUES (?, ?), (?, ?), (?, ?), (?, ?)"
+    assert [value for _, params in chunks for value in params] == [v for row in rows for v in row]
+    assert multi_row(sql, rows[:1]) is None  # one row: the plain statement
+    for other in (
+        "UPDATE t SET a=? WHERE b=?",
+        "INSERT INTO t (a) VALUES (?) RETURNING id",
+        "INSERT INTO t (a, b) VALUES (?, lower(?))",
+    ):
+        assert multi_row(other, rows) is None
+
+
+async def test_many_rows_land_in_order_through_both_driver_paths(db: Database) -> None:
+    names = [f"user{n:03}" for n in range(85)]
+    async with db.write() as session:
+        await (await Bulk.of(session)).run(NEW_USER, [user(f"a-{name}") for name in names])
+
+    def insert_more(statements: Statements) -> list[int]:
+        return statements.insert_ids(NEW_USER, [user(f"b-{name}") for name in names])
+
+    ids = await db.transact(insert_more)
+    async with db.read() as session:
+        stored = list(await session.execute(select(USERS.c.id, USERS.c.username).order_by("id")))
+    assert [name for _, name in stored] == [f"a-{n}" for n in names] + [f"b-{n}" for n in names]
+    assert ids == [uid for uid, name in stored if name.startswith("b-")]

@@ -231,7 +231,16 @@ async def test_the_next_batch_is_written_while_the_last_ones_callers_are_answere
 ) -> None:
     """A long queue is split in two; the second half is written while the first half's
     after_commit runs, yet events go out batch by batch and each ack follows its own commit."""
-    flush = Recorder()
+    loop = asyncio.get_running_loop()
+    second_written = asyncio.Event()
+    record = Recorder()
+
+    def flush(statements: Statements, items: Sequence[str]) -> list[str | Exception]:
+        results = record(statements, items)
+        if len(record.batches) == 2:  # in the writer thread: tell the loop
+            loop.call_soon_threadsafe(second_written.set)
+        return results
+
     announced: list[list[str | Exception]] = []
     tasks: list[asyncio.Task[str]] = []
     overlapped: list[bool] = []
@@ -239,11 +248,12 @@ async def test_the_next_batch_is_written_while_the_last_ones_callers_are_answere
     async def after_commit(results: Sequence[str | Exception]) -> None:
         if not announced:
             # The first batch's announcement waits for the second batch's write.
-            while len(flush.batches) < 2:
-                await asyncio.sleep(0.001)
-            second = set(flush.batches[1])
+            await second_written.wait()
+            second = set(record.batches[1])
             overlapped.append(
-                not any(task.done() for task, name in zip(tasks, names) if name in second)
+                not any(
+                    task.done() for task, name in zip(tasks, names, strict=True) if name in second
+                )
             )
         announced.append(list(results))
 
@@ -254,7 +264,7 @@ async def test_the_next_batch_is_written_while_the_last_ones_callers_are_answere
     await group.close()
 
     assert results == [name.upper() for name in names]
-    assert [len(batch) for batch in flush.batches[:2]] == [40, 32]  # halves, 32 at least
+    assert [len(batch) for batch in record.batches[:2]] == [40, 32]  # halves, 32 at least
     assert overlapped == [True]  # written, not yet acked, while the batch before was announced
     assert [name for batch in announced for name in batch] == [name.upper() for name in names]
     assert await stored(db) == names

