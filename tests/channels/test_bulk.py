@@ -163,6 +163,10 @@ def test_inserts_are_split_into_a_few_multi_row_statements() -> None:
     assert [len(params) // 2 for _, params in chunks] == [64, 16, 4, 1]
     assert chunks[2][0] == "INSERT INTO t (a, b) VALUES (?, ?), (?, ?), (?, ?), (?, ?)"
     assert [value for _, params in chunks for value in params] == [v for row in rows for v in row]
+    # One statement per thread hop matters more than few shapes: the rest after 64 in one.
+    exact = multi_row(sql, rows, exact_tail=True)
+    assert exact is not None and [len(params) // 2 for _, params in exact] == [64, 21]
+    assert [value for _, params in exact for value in params] == [v for row in rows for v in row]
     assert multi_row(sql, rows[:1]) is None  # one row: the plain statement
     for other in (
         "UPDATE t SET a=? WHERE b=?",
