@@ -2,17 +2,11 @@
 
 A transaction costs a fixed price (``BEGIN IMMEDIATE``, ``COMMIT``, one thread hop per
 statement through the async driver) that dwarfs the work of one small insert. ``GroupCommit``
-pays it once for a whole batch: callers ``submit`` items and wait; one writer task takes what
-is queued (up to ``max_batch``), hands it to a ``flush`` function that writes the batch with a
-few bulk statements in one write transaction, and only once that transaction committed resolves
-each caller's future. While a batch commits, new submissions queue up and form the next batch,
-so the batch size follows the load and an idle system still commits at once.
-
-The writer is a two-stage pipeline: while batch *n* is written (on SQLite in the write lane's
-thread), the event loop publishes batch *n-1*'s events and answers its callers, who send their
-next items. A long queue is therefore split in two, so that there is a next batch to write
-while the first one's callers are being answered; without it a full queue made one batch, and
-the thread and the loop took turns instead of working at the same time.
+pays it once for a whole batch: callers ``submit`` items and wait; one writer task takes
+everything queued (up to ``max_batch``), hands it to a ``flush`` function that writes the batch
+with a few bulk statements in one write transaction, and only once that transaction committed
+resolves each caller's future. While a batch commits, new submissions queue up and form the
+next batch, so the batch size follows the load and an idle system still commits at once.
 
 The guarantees callers rely on:
 
@@ -42,8 +36,6 @@ ItemT = TypeVar("ItemT")
 ResultT = TypeVar("ResultT")
 
 MAX_BATCH = 512
-# Queues up to this long are written as one batch; longer ones are split in two (see _take).
-SPLIT_ABOVE = 32
 log = logging.getLogger(__name__)
 
 
@@ -122,78 +114,43 @@ class GroupCommit(Generic[ItemT, ResultT]):
             self._writer = loop.create_task(self._run(), name=self.name)
 
     async def _run(self) -> None:
-        loop = asyncio.get_running_loop()
         batch: list[_Pending[ItemT, ResultT]] = []
-        writing: asyncio.Future[list[ResultT | Exception] | None] | None = None
-        # The committed batch whose events and acks go out while the next batch is written:
-        # the writer thread and the event loop then work at the same time.
-        finishing: asyncio.Task[None] | None = None
-        finished: list[_Pending[ItemT, ResultT]] = []
         try:
             while True:
                 batch = self._take()
-                if not batch:
-                    if finishing is not None:
-                        await finishing  # its acks bring the next items: look again after
-                        finishing, finished = None, []
-                        continue
-                    if self._closing:
-                        return
-                    self._wake.clear()
-                    await self._wake.wait()
+                if batch:
+                    await self._commit(batch)
+                    batch = []
                     continue
-                writing = asyncio.ensure_future(self._write(batch, finishing))
-                if finishing is not None:
-                    await finishing  # a batch's events go out only after the batch before's
-                    finishing, finished = None, []
-                results = await writing
-                writing = None
-                if results is not None:
-                    finishing = loop.create_task(self._finish(batch, results))
-                    finished = batch
-                batch = []
+                if self._closing:
+                    return
+                self._wake.clear()
+                await self._wake.wait()
         finally:
             # Only reached early if this task itself is cancelled (the loop shutting down):
             # fail whoever still waits rather than leaving them hanging forever.
-            for task in (writing, finishing):
-                if task is not None:
-                    task.cancel()
-            for pending in (*finished, *batch, *self._queue):
+            for pending in (*batch, *self._queue):
                 if not pending.future.done():
                     pending.future.cancel()
             self._queue.clear()
 
     def _take(self) -> list[_Pending[ItemT, ResultT]]:
-        # Half of a long queue: the rest forms the next batch, written while this one's callers
-        # are answered. A short queue goes whole, so a quiet system still commits at once.
-        limit = min(self.max_batch, max(SPLIT_ABOVE, (len(self._queue) + 1) // 2))
         batch: list[_Pending[ItemT, ResultT]] = []
-        while self._queue and len(batch) < limit:
+        while self._queue and len(batch) < self.max_batch:
             pending = self._queue.popleft()
             if not pending.future.done():  # its caller gave up before it was written
                 batch.append(pending)
         return batch
 
-    async def _write(
-        self, batch: list[_Pending[ItemT, ResultT]], previous: asyncio.Task[None] | None
-    ) -> list[ResultT | Exception] | None:
-        """The batch's results once committed; None if it failed (its items are then settled
-        one by one, after the previous batch's events went out)."""
+    async def _commit(self, batch: list[_Pending[ItemT, ResultT]]) -> None:
         items = [pending.item for pending in batch]
         try:
             results = await self.db.transact(lambda statements: self.flush(statements, items))
             if len(results) != len(items):
                 raise RuntimeError(f"{self.name}: flush returned {len(results)} results")
         except Exception as error:
-            if previous is not None:
-                await asyncio.shield(previous)
             await self._recover(batch, error)
-            return None
-        return results
-
-    async def _finish(
-        self, batch: list[_Pending[ItemT, ResultT]], results: list[ResultT | Exception]
-    ) -> None:
+            return
         if self.after_commit is not None:
             try:
                 await self.after_commit(results)
