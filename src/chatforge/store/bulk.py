@@ -19,7 +19,7 @@ column they write (column defaults are not applied), and statements compiled her
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -134,13 +134,7 @@ class Bulk:
         found = await self._driver.execute_fetchall(
             compiled.sql, driver_values(compiled, [params or {}])[0]
         )
-        processors = compiled.results
-        if not any(processors):
-            return [tuple(row) for row in found]
-        return [
-            tuple(p(v) if p is not None else v for p, v in zip(processors, row, strict=True))
-            for row in found
-        ]
+        return python_rows(compiled, found)
 
     async def run(
         self, statement: Insert | Update | Delete, rows: Sequence[Mapping[str, Any]]
@@ -213,6 +207,18 @@ def _values_clause(sql: str) -> tuple[str, str]:
 @functools.lru_cache(maxsize=256)
 def _multi_row_sql(head: str, group: str, rows: int) -> str:
     return head + ", ".join([group] * rows)
+
+
+def python_rows(compiled: Compiled, found: Iterable[Sequence[Any]]) -> list[tuple[Any, ...]]:
+    """The driver's rows of ``compiled`` as SQLAlchemy would return them (aware datetimes,
+    JSON, enums, booleans), through the columns' result processors."""
+    processors = compiled.results
+    if not any(processors):
+        return [tuple(row) for row in found]
+    return [
+        tuple(p(v) if p is not None else v for p, v in zip(processors, row, strict=True))
+        for row in found
+    ]
 
 
 class _Remembering:

@@ -28,7 +28,13 @@ from sqlalchemy import Connection, Insert
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError
 
-from chatforge.store.bulk import Statement, compiled_form, driver_values, multi_row
+from chatforge.store.bulk import (
+    Statement,
+    compiled_form,
+    driver_values,
+    multi_row,
+    python_rows,
+)
 
 T = TypeVar("T")
 
@@ -85,16 +91,8 @@ class DriverStatements:
         self, statement: Statement, params: Mapping[str, Any] | None = None
     ) -> list[tuple[Any, ...]]:
         compiled = compiled_form(statement, (), self.dialect)
-        found = self.connection.execute(
-            compiled.sql, driver_values(compiled, [params or {}])[0]
-        ).fetchall()
-        processors = compiled.results
-        if not any(processors):
-            return found
-        return [
-            tuple(p(v) if p is not None else v for p, v in zip(processors, row, strict=True))
-            for row in found
-        ]
+        found = self.connection.execute(compiled.sql, driver_values(compiled, [params or {}])[0])
+        return python_rows(compiled, found)
 
     def run(self, statement: Statement, rows: Sequence[Mapping[str, Any]]) -> None:
         if not rows:
