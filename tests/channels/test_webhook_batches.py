@@ -78,6 +78,19 @@ async def rows(ctx: AppContext, statement: Any) -> list[Any]:
         return list(await session.execute(statement))
 
 
+def refuse_poison(ctx: AppContext, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make the transcript fail any batch holding a message "poison", as a storage error would."""
+    transcript = ctx.bot_runtime.transcript
+    record = transcript.record
+
+    async def refusing(session: AsyncSession, exchanges: Sequence[Exchange]) -> None:
+        if any(exchange.inbound == "poison" for exchange in exchanges):
+            raise RuntimeError("this message cannot be stored")
+        await record(session, exchanges)
+
+    monkeypatch.setattr(transcript, "record", refusing)
+
+
 async def total(ctx: AppContext, model: type) -> int:
     async with ctx.db.read() as session:
         return int(await session.scalar(select(func.count()).select_from(model)) or 0)
@@ -132,15 +145,7 @@ async def test_events_are_published_after_the_commit_in_seq_order(
 async def test_a_message_that_cannot_be_stored_fails_alone(
     ctx: AppContext, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    transcript = ctx.bot_runtime.transcript
-    record = transcript.record
-
-    async def refuse_poison(session: AsyncSession, exchanges: Sequence[Exchange]) -> None:
-        if any(exchange.inbound == "poison" for exchange in exchanges):
-            raise RuntimeError("this message cannot be stored")
-        await record(session, exchanges)
-
-    monkeypatch.setattr(transcript, "record", refuse_poison)
+    refuse_poison(ctx, monkeypatch)
     poison = whatsapp("poison", "+27822220002")
     good = [whatsapp("python easy", "+27822220001"), whatsapp("help", "+27822220003")]
     first, failed, last = await one_batch(ctx, [good[0], poison, good[1]])
@@ -158,7 +163,7 @@ async def test_a_message_that_cannot_be_stored_fails_alone(
     assert "poison" not in {body for (body,) in await rows(ctx, select(Message.body))}
 
     # Twilio retries it: once it can be stored, it is handled as new.
-    monkeypatch.setattr(transcript, "record", record)
+    monkeypatch.undo()
     retried = await ctx.channels.receive(poison)
     assert not retried.duplicate
     assert retried.replies[1].startswith("I don't know “poison”")
@@ -285,15 +290,7 @@ def test_no_answer_goes_out_for_a_message_whose_transaction_did_not_commit(api: 
 def test_concurrent_webhooks_are_each_answered_and_a_failing_one_gets_a_5xx(
     api: Api, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    transcript = api.ctx.bot_runtime.transcript
-    record = transcript.record
-
-    async def refuse_poison(session: AsyncSession, exchanges: Sequence[Exchange]) -> None:
-        if any(exchange.inbound == "poison" for exchange in exchanges):
-            raise RuntimeError("this message cannot be stored")
-        await record(session, exchanges)
-
-    monkeypatch.setattr(transcript, "record", refuse_poison)
+    refuse_poison(api.ctx, monkeypatch)
     forms = [whatsapp_form("python easy", sender=f"+2782777{i:04d}") for i in range(8)]
     forms[3] = whatsapp_form("poison", sender="+27827779999")
 

@@ -139,7 +139,7 @@ class Bulk:
     async def run(
         self, statement: Insert | Update | Delete, rows: Sequence[Mapping[str, Any]]
     ) -> None:
-        """Execute ``statement`` once per row (an ``executemany``); nothing if no rows."""
+        """Execute ``statement`` once per row (inserts as multi-row VALUES); nothing if no rows."""
         if not rows:
             return
         if self._driver is None:

@@ -49,7 +49,7 @@ class Statements(Protocol):
         ...
 
     def run(self, statement: Statement, rows: Sequence[Mapping[str, Any]]) -> None:
-        """Execute ``statement`` once per row (an ``executemany``); nothing if no rows."""
+        """Execute ``statement`` once per row (inserts as multi-row VALUES); nothing if no rows."""
         ...
 
     def insert_ids(self, statement: Insert, rows: Sequence[Mapping[str, Any]]) -> list[int]:
