@@ -138,3 +138,24 @@ def test_public_url_gives_the_origin_and_cookie_security(tmp_path: Path) -> None
     assert not plain.secure_cookies
     assert tls.public_origin == "https://chat.example.org"
     assert tls.secure_cookies
+
+
+@pytest.mark.parametrize("seconds", ["-1", "61", "soon"])
+def test_checkpoint_interval_out_of_range_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, seconds: str
+) -> None:
+    monkeypatch.setenv("CHATFORGE_SQLITE_CHECKPOINT_SECONDS", seconds)
+    with pytest.raises(ValidationError, match="sqlite_checkpoint_seconds"):
+        load_settings(data_dir=tmp_path)
+
+
+async def test_the_checkpoint_interval_reaches_the_database(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CHATFORGE_SQLITE_CHECKPOINT_SECONDS", "2.5")
+    ctx = build_context(load_settings(data_dir=tmp_path))
+    try:
+        assert ctx.db.checkpointer is not None
+        assert ctx.db.checkpointer.interval == 2.5
+    finally:
+        await ctx.db.dispose()

@@ -123,7 +123,11 @@ class AppContext:
 
 def build_context(settings: Settings, *, limit_storage: Storage | None = None) -> AppContext:
     settings.check()
-    db = Database(settings.resolved_database_url, busy_timeout_ms=settings.sqlite_busy_timeout_ms)
+    db = Database(
+        settings.resolved_database_url,
+        busy_timeout_ms=settings.sqlite_busy_timeout_ms,
+        checkpoint_seconds=settings.sqlite_checkpoint_seconds,
+    )
     backends = build_backends(settings)
     # One counter store for every limit (logins, room messages, reactions): memory in one
     # process, Redis when several processes serve the same rooms.

@@ -56,6 +56,9 @@ class Settings(BaseSettings):
     max_connections: int = Field(default=30000, ge=10)
     catch_up_seconds: float = Field(default=5.0, gt=0)
     sqlite_busy_timeout_ms: int = Field(default=5000, ge=0)
+    # How soon after a write the WAL is checkpointed, on a thread of its own; 0 leaves it to
+    # SQLite, which checkpoints inside every thousandth page's commit (store/checkpoints.py).
+    sqlite_checkpoint_seconds: float = Field(default=0.5, ge=0, le=60)
     # Live sessions (L9), in the ``limits`` notation; instructors are exempt.
     session_message_rate: str = "5/10 seconds"
     session_reaction_rate: str = "10/minute"

@@ -5,7 +5,8 @@ with ``BEGIN IMMEDIATE`` so that two writers queue on the lock at the start inst
 with "database is locked" when one of them upgrades a read lock half-way through.
 
 Hot write paths use ``transact``: a whole transaction as one synchronous function, run in one
-thread hop on SQLite (``store.write_lane``).
+thread hop on SQLite (``store.write_lane``). WAL checkpoints run on a thread of their own, after
+writes, instead of inside every thousandth commit (``store.checkpoints``).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from sqlalchemy.ext.asyncio import (
 )
 from sqlalchemy.orm import Session
 
+from chatforge.store.checkpoints import Checkpointer
 from chatforge.store.write_lane import ConnectionStatements, Statements, WriteLane
 
 _WRITE = "chatforge_write"
@@ -34,29 +36,49 @@ T = TypeVar("T")
 
 
 class Database:
-    def __init__(self, url: str, *, busy_timeout_ms: int = 5000, echo: bool = False) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        busy_timeout_ms: int = 5000,
+        checkpoint_seconds: float = 0.5,
+        echo: bool = False,
+    ) -> None:
+        """``checkpoint_seconds``: on a SQLite file, how long after a write the WAL is
+        checkpointed off the commit path; 0 leaves it to SQLite, inside commits."""
         self.url = url
         self.is_sqlite = url.startswith("sqlite")
         kwargs: dict[str, Any] = {"echo": echo}
         if not self.is_sqlite:
             kwargs.update(pool_size=10, max_overflow=20, pool_pre_ping=True)
         self.engine: AsyncEngine = create_async_engine(url, **kwargs)
-        self._lane: WriteLane | None = None
-        if self.is_sqlite:
-            prepare = functools.partial(_prepare_sqlite, busy_timeout_ms=busy_timeout_ms)
-            _configure_sqlite(self.engine, prepare)
-            path = make_url(url).database
-            if path and path != ":memory:" and not path.startswith("file:"):
-                self._lane = WriteLane(path, prepare, self.engine.dialect)
-        self._reader = async_sessionmaker(self.engine, expire_on_commit=False)
-        self._writer = async_sessionmaker(
-            self.engine.execution_options(**{_WRITE: True}), expire_on_commit=False
-        )
         # SQLite has one writer at a time. Queuing this process's writers here, in order, beats
         # many connections sleeping in SQLite's busy handler: under load that handler is unfair
         # and gives multi-second tails and "database is locked" errors. Other processes on the
         # same file still wait through the busy timeout.
         self._write_turn = asyncio.Lock() if self.is_sqlite else None
+        self._lane: WriteLane | None = None
+        self.checkpointer: Checkpointer | None = None
+        if self.is_sqlite:
+            path = make_url(url).database
+            is_file = bool(path) and path != ":memory:" and not str(path).startswith("file:")
+            prepare = functools.partial(
+                _prepare_sqlite,
+                busy_timeout_ms=busy_timeout_ms,
+                autocheckpoint=not (is_file and checkpoint_seconds > 0),
+            )
+            _configure_sqlite(self.engine, prepare)
+            if is_file:
+                assert path is not None and self._write_turn is not None
+                self._lane = WriteLane(path, prepare, self.engine.dialect)
+                if checkpoint_seconds > 0:
+                    self.checkpointer = Checkpointer(
+                        path, prepare, self._write_turn, interval=checkpoint_seconds
+                    )
+        self._reader = async_sessionmaker(self.engine, expire_on_commit=False)
+        self._writer = async_sessionmaker(
+            self.engine.execution_options(**{_WRITE: True}), expire_on_commit=False
+        )
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncSession]:
@@ -73,6 +95,8 @@ class Database:
             return
         async with self._write_turn, self._writer() as session, session.begin():
             yield session
+        if self.checkpointer is not None:
+            self.checkpointer.written()
 
     async def transact(self, work: Callable[[Statements], T]) -> T:
         """Run ``work`` as one write transaction; its result once that committed.
@@ -83,11 +107,16 @@ class Database:
         if self._lane is not None:
             assert self._write_turn is not None
             async with self._write_turn:
-                return await self._lane.run(work)
+                result = await self._lane.run(work)
+            if self.checkpointer is not None:
+                self.checkpointer.written()
+            return result
         async with self.write() as session:
             return await session.run_sync(_on_connection, work)
 
     async def dispose(self) -> None:
+        if self.checkpointer is not None:
+            await self.checkpointer.close()
         if self._lane is not None:
             await self._lane.close()
         await self.engine.dispose()
@@ -97,14 +126,19 @@ def _on_connection(session: Session, work: Callable[[Statements], T]) -> T:
     return work(ConnectionStatements(session.connection()))
 
 
-def _prepare_sqlite(connection: sqlite3.Connection, *, busy_timeout_ms: int) -> None:
+def _prepare_sqlite(
+    connection: sqlite3.Connection, *, busy_timeout_ms: int, autocheckpoint: bool
+) -> None:
     """The settings of every connection to the file: the engine's (aiosqlite's adapter, which
-    has cursors but no ``execute``) and the write lane's (plain ``sqlite3``)."""
+    has cursors but no ``execute``), the write lane's and the checkpointer's (plain
+    ``sqlite3``)."""
     cursor = connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA synchronous=NORMAL")
+    if not autocheckpoint:
+        cursor.execute("PRAGMA wal_autocheckpoint=0")
     cursor.close()
 
 
