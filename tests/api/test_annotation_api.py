@@ -168,8 +168,19 @@ def test_full_text_search(api: Api, people: dict[str, User]) -> None:
         headers=api.auth(a),
     )
     assert ids(api, a, q="interactive") == [rebase.id]
-    api.client.portal.call(delete_message, api.ctx, message_id, p["moderator"])  # type: ignore[union-attr]
+    # Corrected again: the words of the replaced correction are gone from the index.
+    api.client.patch(
+        f"/api/messages/{message_id}/correction",
+        json={"text": "Run git rebase --autosquash"},
+        headers=api.auth(a),
+    )
     assert ids(api, a, q="interactive") == []
+    assert ids(api, a, q="autosquash") == [rebase.id]
+    assert ids(api, a, q="pull") == [rebase.id]  # the original text still counts
+    api.client.portal.call(delete_message, api.ctx, message_id, p["moderator"])  # type: ignore[union-attr]
+    assert ids(api, a, q="autosquash") == []
+    assert ids(api, a, q="pull") == []
+    assert ids(api, a, q="rebase") == [rebase.id]  # the other message still has it
 
 
 HOSTILE = [

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -111,3 +112,63 @@ def test_the_models_declare_every_table_the_app_uses() -> None:
         "annotation_label_links",
         "turn_ratings",
     } == MODEL_TABLES
+
+
+def _found(path: Path, word: str) -> list[int]:
+    with sqlite3.connect(path) as db:
+        query = "SELECT rowid FROM message_search WHERE message_search MATCH ? ORDER BY rowid"
+        return [row[0] for row in db.execute(query, (word,))]
+
+
+def _tables(path: Path) -> set[str]:
+    with sqlite3.connect(path) as db:
+        return {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+
+
+def test_the_search_index_keeps_no_copy_of_the_text_and_stays_right(tmp_path: Path) -> None:
+    path = tmp_path / "chatforge.db"
+    url = f"sqlite+aiosqlite:///{path}"
+    migrate.upgrade(url, "0004_annotation")
+    # Messages from before the change (plain sqlite3: foreign keys are not enforced here).
+    with sqlite3.connect(path) as db:
+        db.executemany(
+            "INSERT INTO messages (id, conversation_id, seq, sender_id, body, corrected_body,"
+            " deleted_at, created_at, excluded) VALUES (?, 1, ?, 1, ?, ?, ?, '2026-01-01', 0)",
+            [
+                (1, 1, "rebase onto main", None, None),
+                (2, 2, "plain text", "better wording", None),
+                (3, 3, "deleted secret", None, "2026-01-02"),
+            ],
+        )
+
+    migrate.upgrade(url)
+    assert "message_search_content" not in _tables(path)
+    assert (_found(path, "rebase"), _found(path, "wording"), _found(path, "secret")) == (
+        [1],
+        [2],
+        [],
+    )
+
+    # The triggers take out exactly what they put in.
+    with sqlite3.connect(path) as db:
+        db.execute("UPDATE messages SET corrected_body = 'other words' WHERE id = 2")
+        db.execute("UPDATE messages SET deleted_at = NULL WHERE id = 3")
+        db.execute("DELETE FROM messages WHERE id = 1")
+        db.execute(
+            "INSERT INTO messages (id, conversation_id, seq, sender_id, body, created_at,"
+            " excluded) VALUES (4, 1, 4, 1, 'rebase again', '2026-01-03', 0)"
+        )
+        db.execute("INSERT INTO message_search(message_search) VALUES ('integrity-check')")
+    assert _found(path, "wording") == []
+    assert _found(path, "other") == [2]
+    assert _found(path, "plain") == [2]
+    assert _found(path, "secret") == [3]
+    assert _found(path, "rebase") == [4]
+
+    migrate.downgrade(url, "0004_annotation")
+    assert "message_search_content" in _tables(path)
+    assert (_found(path, "rebase"), _found(path, "other"), _found(path, "secret")) == (
+        [4],
+        [2],
+        [3],
+    )

@@ -88,8 +88,9 @@ class TurnRating(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
-# The full-text index lives outside the models: the SQLite FTS5 table with its shadow tables,
-# and the PostgreSQL expression index. Schema comparisons (autogenerate, tests) skip them.
+# The full-text index lives outside the models: the SQLite FTS5 table with its shadow tables
+# (``_content`` only before migration 0005 made the index contentless), and the PostgreSQL
+# expression index. Schema comparisons (autogenerate, tests) skip them.
 SEARCH_INDEX_TABLES = frozenset(
     {
         "message_search",
