@@ -8,9 +8,10 @@ from datetime import UTC, datetime
 
 import pytest
 from sqlalchemy import bindparam, insert, select, text, update
+from sqlalchemy.dialects import sqlite
 
 from chatforge.settings import Settings
-from chatforge.store.bulk import Bulk, among, multi_row, padded
+from chatforge.store.bulk import Bulk, among, compiled_form, driver_values, multi_row, padded
 from chatforge.store.database import Database
 from chatforge.store.models import Base, ConversationKind, ConversationStatus, Role
 from chatforge.store.write_lane import Statements
@@ -189,3 +190,14 @@ async def test_many_rows_land_in_order_through_both_driver_paths(db: Database) -
         stored = list(await session.execute(select(USERS.c.id, USERS.c.username).order_by("id")))
     assert [name for _, name in stored] == [f"a-{n}" for n in names] + [f"b-{n}" for n in names]
     assert ids == [uid for uid, name in stored if name.startswith("b-")]
+
+
+def test_parameters_of_one_column_or_of_columns_without_conversion() -> None:
+    dialect = sqlite.dialect()
+    by_name = select(USERS.c.id).where(USERS.c.username == bindparam("name"))
+    one = compiled_form(by_name, (), dialect)
+    assert driver_values(one, [{"name": "ada"}, {"name": "bob"}]) == [("ada",), ("bob",)]
+    two = compiled_form(select(USERS.c.id).where(among(USERS.c.id, "id", 2)), (), dialect)
+    assert driver_values(two, [{"id_0": 7, "id_1": 9}]) == [(7, 9)]
+    with pytest.raises(KeyError, match="id_1"):
+        driver_values(two, [{"id_0": 7}])

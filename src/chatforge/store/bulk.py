@@ -19,6 +19,7 @@ column they write (column defaults are not applied), and statements compiled her
 from __future__ import annotations
 
 import functools
+import operator
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -243,14 +244,34 @@ class _Remembering:
 def driver_values(compiled: Compiled, rows: Sequence[Mapping[str, Any]]) -> list[tuple[Any, ...]]:
     """The driver's parameters of each row: values converted as SQLAlchemy would (a ``KeyError``
     names a column a row left out: defaults are not applied here)."""
-    binds = [
+    binds = compiled.binds
+    if binds and all(fixed is _MISSING for _, fixed, _ in binds):
+        # Every value comes from the rows (inserts, mostly): one C call picks a row's values,
+        # and only the few columns with a processor are converted in Python.
+        pick = operator.itemgetter(*(name for name, _, _ in binds))
+        picked = [(pick(row),) for row in rows] if len(binds) == 1 else [pick(row) for row in rows]
+        convert = [
+            (index, _Remembering(process))
+            for index, (_, _, process) in enumerate(binds)
+            if process is not None
+        ]
+        if not convert:
+            return picked
+        converted = []
+        for values in picked:
+            row_values = list(values)
+            for index, processor in convert:
+                row_values[index] = processor(row_values[index])
+            converted.append(tuple(row_values))
+        return converted
+    remembering = [
         (name, fixed, _Remembering(process) if process is not None else None)
-        for name, fixed, process in compiled.binds
+        for name, fixed, process in binds
     ]
     converted = []
     for row in rows:
         values = []
-        for name, fixed, process in binds:
+        for name, fixed, process in remembering:
             value = row[name] if fixed is _MISSING else fixed
             values.append(value if process is None else process(value))
         converted.append(tuple(values))
