@@ -27,7 +27,8 @@ import contextlib
 import logging
 import sqlite3
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+
+from chatforge.store.sqlite_thread import SqliteThread
 
 log = logging.getLogger(__name__)
 
@@ -49,12 +50,8 @@ class Checkpointer:
         self.path = path
         self.interval = interval
         self.restart_frames = restart_frames
-        self._prepare = prepare
         self._turn = turn
-        self._executor = ThreadPoolExecutor(
-            max_workers=1, thread_name_prefix="chatforge-checkpoint"
-        )
-        self._connection: sqlite3.Connection | None = None
+        self._thread = SqliteThread(path, prepare, "chatforge-checkpoint")
         self._dirty = False
         self._timer: asyncio.TimerHandle | None = None
         self._task: asyncio.Task[None] | None = None
@@ -91,18 +88,12 @@ class Checkpointer:
             self.written()
 
     async def _checkpoint(self) -> int:
-        loop = asyncio.get_running_loop()
-        self.frames = await loop.run_in_executor(self._executor, self._passive)
+        self.frames = await self._thread.call(self._passive)
         self.checkpoints += 1
         return self.frames
 
     def _passive(self) -> int:
-        connection = self._connection
-        if connection is None:
-            connection = self._connection = sqlite3.connect(
-                self.path, isolation_level=None, check_same_thread=False
-            )
-            self._prepare(connection)
+        connection = self._thread.connection()
         # (busy, frames in the WAL, frames copied back); busy means another connection was
         # checkpointing, which does the same job.
         _busy, frames, _copied = connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
@@ -119,17 +110,10 @@ class Checkpointer:
         if self._task is not None:
             with contextlib.suppress(Exception):
                 await self._task
-        loop = asyncio.get_running_loop()
         try:
             if self._dirty:
-                await loop.run_in_executor(self._executor, self._passive)
+                await self._thread.call(self._passive)
         except sqlite3.Error:
             log.exception("last WAL checkpoint failed")
         finally:
-            await loop.run_in_executor(self._executor, self._disconnect)
-            self._executor.shutdown(wait=False)
-
-    def _disconnect(self) -> None:
-        if self._connection is not None:
-            self._connection.close()
-            self._connection = None
+            await self._thread.close()

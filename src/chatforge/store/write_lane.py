@@ -19,9 +19,9 @@ once for both.
 from __future__ import annotations
 
 import asyncio
+import functools
 import sqlite3
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol, TypeVar
 
 from sqlalchemy import Connection, Insert
@@ -35,6 +35,7 @@ from chatforge.store.bulk import (
     multi_row,
     python_rows,
 )
+from chatforge.store.sqlite_thread import SqliteThread
 
 T = TypeVar("T")
 
@@ -137,14 +138,13 @@ class WriteLane:
         self, path: str, prepare: Callable[[sqlite3.Connection], None], dialect: Dialect
     ) -> None:
         self.path = path
-        self._prepare = prepare
         self._dialect = dialect
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="chatforge-writer")
+        self._thread = SqliteThread(path, prepare, "chatforge-writer", cached_statements=256)
         self._statements: DriverStatements | None = None
 
     async def run(self, work: Callable[[Statements], T]) -> T:
         """``work`` in one transaction on the lane's thread; its result once committed."""
-        future = asyncio.get_running_loop().run_in_executor(self._executor, self._transact, work)
+        future = self._thread.call(functools.partial(self._transact, work))
         try:
             return await asyncio.shield(future)
         except asyncio.CancelledError:
@@ -156,12 +156,8 @@ class WriteLane:
     def _transact(self, work: Callable[[Statements], T]) -> T:
         statements = self._statements
         if statements is None:
-            # isolation_level None: no implicit BEGIN, this method says where transactions are.
-            connection = sqlite3.connect(
-                self.path, isolation_level=None, cached_statements=256, check_same_thread=False
-            )
-            self._prepare(connection)
-            statements = self._statements = DriverStatements(connection, self._dialect)
+            statements = DriverStatements(self._thread.connection(), self._dialect)
+            self._statements = statements
         connection = statements.connection
         connection.execute("BEGIN IMMEDIATE")
         try:
@@ -178,10 +174,5 @@ class WriteLane:
         return result
 
     async def close(self) -> None:
-        await asyncio.get_running_loop().run_in_executor(self._executor, self._disconnect)
-        self._executor.shutdown(wait=False)
-
-    def _disconnect(self) -> None:
-        if self._statements is not None:
-            self._statements.connection.close()
-            self._statements = None
+        self._statements = None
+        await self._thread.close()
