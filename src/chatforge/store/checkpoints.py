@@ -14,9 +14,9 @@ and writers, so commits never pay for it.
 
 One catch: the WAL starts over from its beginning only when a writer finds every frame of it
 copied back, and under steady writing some commit always lands during the checkpoint. So when a
-checkpoint leaves the WAL longer than ``restart_frames``, the next one runs holding the write
-turn: the few frames committed meanwhile are copied with no writer in between, and the next
-commit starts the file over. Writers of this process wait for that short catch-up, once per
+checkpoint leaves the WAL longer than ``restart_frames``, a second one runs at once, holding the
+write turn: the few frames committed during the first are copied with no writer in between, and
+the next commit starts the file over. Writers of this process wait for that short catch-up, once per
 several seconds of heavy writing, instead of a full checkpoint every thousand pages.
 """
 
