@@ -12,6 +12,7 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
@@ -73,15 +74,22 @@ async def catch_up_periodically(ctx: AppContext) -> None:
 
 class ChatforgeAPI(FastAPI):
     """FastAPI with the security headers (and response counter) and the body size cap around
-    the whole stack, ``/ws`` in front of it, and the WhatsApp webhook's shortcut inside it.
+    the whole stack, ``/ws`` in front of it, and the WhatsApp webhook's shortcut in front of
+    everything.
 
     ``add_middleware`` would place them inside Starlette's outermost error handler, so the 500
     page it sends would go out without them and uncounted.
     """
 
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.front = channels.WhatsAppShortcut(super().__call__, self.state)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self.front(scope, receive, send)
+
     def build_middleware_stack(self) -> ASGIApp:
-        stack = channels.WhatsAppShortcut(super().build_middleware_stack(), self.state)
-        return SocketShortcut(SecurityHeaders(BodyLimit(stack)))
+        return SocketShortcut(SecurityHeaders(BodyLimit(super().build_middleware_stack())))
 
 
 class SocketShortcut:

@@ -13,6 +13,7 @@ from urllib.parse import urlencode
 import httpx
 import pytest
 from sqlalchemy import func, select
+from starlette.datastructures import State
 
 from chatforge.api.channels import WhatsAppShortcut
 from chatforge.store.bot_models import BotInteraction, InboundMessage
@@ -248,3 +249,96 @@ def test_the_route_answers_as_its_shortcut_does(api: Api, monkeypatch: pytest.Mo
     assert through_route[1:] == through_shortcut[1:]
     assert messages_of(through_shortcut[0][2])[1].startswith("Python · easy")
     assert messages_of(through_route[0][2]) == []
+
+
+def test_webhook_answers_carry_the_security_headers_and_are_counted(api: Api) -> None:
+    def counted(status: int) -> float:
+        prefix = f'chatforge_http_responses_total{{method="POST",status="{status}"}} '
+        text = api.client.get("/metrics").text
+        lines = [line for line in text.splitlines() if line.startswith(prefix)]
+        return float(lines[0].removeprefix(prefix)) if lines else 0.0
+
+    before = {status: counted(status) for status in (200, 403, 413)}
+    answers = [
+        post(api, whatsapp_form("help")),
+        post(api, whatsapp_form("help"), signature="wrong"),
+        post(api, whatsapp_form("y" * 40_000)),
+    ]
+
+    assert [a.status_code for a in answers] == [200, 403, 413]
+    for answer in answers:
+        assert answer.headers["x-frame-options"] == "DENY"
+        assert answer.headers["x-content-type-options"] == "nosniff"
+        assert "default-src 'self'" in answer.headers["content-security-policy"]
+        assert int(answer.headers["content-length"]) == len(answer.content)
+    assert answers[1].json()["code"] == "bad_signature"
+    assert {status: counted(status) - before[status] for status in before} == {
+        200: 1,
+        403: 1,
+        413: 1,
+    }
+
+
+def test_a_chunked_body_over_the_limit_is_413_and_nothing_is_stored(api: Api) -> None:
+    form = whatsapp_form("z" * 40_000)
+    body = urlencode(form).encode()
+
+    def chunks() -> Any:
+        for start in range(0, len(body), 4096):
+            yield body[start : start + 4096]
+
+    headers = {
+        "Content-Type": "application/x-www-form-urlencoded",
+        "X-Twilio-Signature": twilio_signature(TWILIO_TOKEN, URL, form),
+    }
+    response = api.client.post(PATH, content=chunks(), headers=headers)
+
+    assert response.status_code == 413
+    assert response.json()["code"] == "too_large"
+    assert count(api, InboundMessage) == 0
+
+
+def test_the_first_of_repeated_signature_headers_counts(api: Api) -> None:
+    form = whatsapp_form("help")
+    good = twilio_signature(TWILIO_TOKEN, URL, form)
+    content = urlencode(form)
+    kind = ("Content-Type", "application/x-www-form-urlencoded")
+
+    refused = api.client.post(
+        PATH,
+        content=content,
+        headers=[kind, ("X-Twilio-Signature", "bad"), ("X-Twilio-Signature", good)],
+    )
+    accepted = api.client.post(
+        PATH,
+        content=content,
+        headers=[kind, ("X-Twilio-Signature", good), ("X-Twilio-Signature", "bad")],
+    )
+
+    assert refused.status_code == 403
+    assert accepted.status_code == 200
+    assert count(api, InboundMessage) == 1
+
+
+async def test_a_client_that_leaves_mid_body_is_not_answered() -> None:
+    sent: list[Any] = []
+    arriving = iter(
+        [
+            {"type": "http.request", "body": b"MessageSid=SM", "more_body": True},
+            {"type": "http.disconnect"},
+        ]
+    )
+
+    async def receive() -> Any:
+        return next(arriving)
+
+    async def send(message: Any) -> None:
+        sent.append(message)
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        raise AssertionError("the webhook does not go on to the application")
+
+    scope = {"type": "http", "path": PATH, "method": "POST", "headers": []}
+    await WhatsAppShortcut(app, State())(scope, receive, send)
+
+    assert sent == []

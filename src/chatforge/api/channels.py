@@ -7,10 +7,11 @@ committed; when it could not be (the database refused the batch), the answer is 
 platform's retry is handled afresh.
 
 The WhatsApp webhook is the busy one (every message of every WhatsApp user), so
-:class:`WhatsAppShortcut` hands its requests straight to :func:`answer_whatsapp`, past FastAPI's
-routing and dependency resolution, which cost more than everything else the request does. The
-route below stays, for the API description and for an app built without the shortcut; both
-answer with the same function and the same error bodies.
+:class:`WhatsAppShortcut`, in front of the whole application, answers it with
+:func:`whatsapp_twiml` on the raw ASGI messages: the layers in between (FastAPI's hooks, error
+middleware, routing, dependency resolution, request and response objects) cost more than
+everything else the request does. The route below stays, for the API description and for an
+app built without the shortcut; both answer with the same function and the same error bodies.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from typing import Annotated
 from fastapi import APIRouter, BackgroundTasks, Header, Query, Request
 from sqlalchemy.exc import DBAPIError
 from starlette.datastructures import State
+from starlette.requests import ClientDisconnect
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -34,6 +36,7 @@ from chatforge.channels.twilio_whatsapp import PATH as WHATSAPP_PATH
 from chatforge.channels.twilio_whatsapp import parse_form
 from chatforge.context import AppContext
 from chatforge.errors import ChatforgeError, Forbidden
+from chatforge.web.headers import PAGE_HEADERS, count_response
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["channels"])
@@ -42,6 +45,8 @@ MAX_TWILIO_BODY = 32 * 1024
 MAX_MESSENGER_BODY = 256 * 1024
 SIGNATURE = "X-Twilio-Signature"
 SIGNATURE_SETTINGS = "X-Twilio-Webhooks-Signature-Settings"
+TWIML_TYPE = "application/xml"
+TWIML_HEADER = TWIML_TYPE.encode()
 
 
 class PayloadTooLarge(ChatforgeError):
@@ -56,26 +61,31 @@ class TryAgain(ChatforgeError):
     default_code = "try_again"
 
 
-async def read_body(request: Request, limit: int) -> bytes:
+async def receive_body(receive: Receive, declared: str | None, limit: int) -> bytes:
     """The raw body, refusing more than ``limit`` bytes without reading them all."""
-    declared = request.headers.get("content-length")
     if declared is not None and (not declared.isdigit() or int(declared) > limit):
         raise PayloadTooLarge(f"The body is over {limit} bytes.")
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
+    body = b""
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientDisconnect()
+        chunk: bytes = message.get("body", b"")
+        body += chunk
+        if len(body) > limit:
             raise PayloadTooLarge(f"The body is over {limit} bytes.")
-        chunks.append(chunk)
-    return b"".join(chunks)
+        if not message.get("more_body", False):
+            return body
 
 
-async def answer_whatsapp(
-    ctx: AppContext, request: Request, signature: str | None, signature_settings: str | None
-) -> Response:
+async def read_body(request: Request, limit: int) -> bytes:
+    return await receive_body(request.receive, request.headers.get("content-length"), limit)
+
+
+async def whatsapp_twiml(
+    ctx: AppContext, raw: bytes, signature: str | None, signature_settings: str | None
+) -> str:
     """The TwiML answer to one signed WhatsApp webhook; raises ``ChatforgeError``s."""
-    raw = await read_body(request, MAX_TWILIO_BODY)
     params = parse_form(raw)
     if not ctx.whatsapp.verify(params, signature, signature_settings):
         raise Forbidden("The Twilio signature is missing or wrong.", code="bad_signature")
@@ -87,7 +97,7 @@ async def answer_whatsapp(
         # nothing is stored, and Twilio's retry of the same MessageSid is handled as new.
         log.warning("WhatsApp message %s not stored: %r", message.message_id, exc)
         raise TryAgain("The message could not be stored now; send it again.") from exc
-    return Response(ctx.whatsapp.twiml(delivery.replies), media_type="application/xml")
+    return ctx.whatsapp.twiml(delivery.replies)
 
 
 @router.post(
@@ -114,12 +124,19 @@ async def twilio_whatsapp(
     signature_settings: Annotated[str | None, Header(alias=SIGNATURE_SETTINGS)] = None,
 ) -> Response:
     """A WhatsApp message from Twilio, signed with ``X-Twilio-Signature``; answered in TwiML."""
-    return await answer_whatsapp(ctx, request, signature, signature_settings)
+    raw = await read_body(request, MAX_TWILIO_BODY)
+    twiml = await whatsapp_twiml(ctx, raw, signature, signature_settings)
+    return Response(twiml, media_type=TWIML_TYPE)
 
 
 class WhatsAppShortcut:
     """ASGI middleware answering ``POST /channels/twilio/whatsapp`` itself, with the app's
-    error bodies; every other request goes on to ``app``."""
+    security headers, response count and error bodies; every other request goes on to ``app``.
+
+    It sits in front of the whole application, so the webhook skips the layers that do nothing
+    for it (telemetry hooks, error and exception middleware, routing, dependencies) and builds no
+    request or response object unless it has an error to report.
+    """
 
     def __init__(self, app: ASGIApp, state: State) -> None:
         self.app = app
@@ -135,17 +152,39 @@ class WhatsAppShortcut:
         ):
             await self.app(scope, receive, send)
             return
-        request = Request(scope, receive)
-        headers = request.headers
+        signature = settings = length = None
+        for name, value in scope["headers"]:
+            # The first of a repeated header counts, as with Starlette's ``Headers.get``.
+            if name == b"x-twilio-signature" and signature is None:
+                signature = value.decode("latin-1")
+            elif name == b"x-twilio-webhooks-signature-settings" and settings is None:
+                settings = value.decode("latin-1")
+            elif name == b"content-length" and length is None:
+                length = value.decode("latin-1")
         try:
-            response = await answer_whatsapp(
-                self.state.ctx, request, headers.get(SIGNATURE), headers.get(SIGNATURE_SETTINGS)
-            )
-        except ChatforgeError as exc:
-            response = await domain_error(request, exc)
+            raw = await receive_body(receive, length, MAX_TWILIO_BODY)
+            body = (await whatsapp_twiml(self.state.ctx, raw, signature, settings)).encode()
+        except ClientDisconnect:
+            return
         except Exception as exc:
-            response = await unexpected_error(request, exc)
-        await response(scope, receive, send)
+            request = Request(scope, receive)
+            if isinstance(exc, ChatforgeError):
+                response = await domain_error(request, exc)
+            else:
+                response = await unexpected_error(request, exc)
+            await self._send(send, response.status_code, response.raw_headers, response.body)
+            return
+        headers = [(b"content-type", TWIML_HEADER), (b"content-length", b"%d" % len(body))]
+        await self._send(send, 200, headers, body)
+
+    @staticmethod
+    async def _send(
+        send: Send, status: int, headers: list[tuple[bytes, bytes]], body: bytes | memoryview
+    ) -> None:
+        count_response("POST", status)
+        headers = [*headers, *PAGE_HEADERS]
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
 
 
 @router.get(MESSENGER_PATH, response_class=PlainTextResponse, responses={403: {"model": ErrorOut}})

@@ -24,6 +24,24 @@ DOCS_CSP = (
 REQUESTS = Counter("chatforge_http_responses_total", "HTTP responses sent", ["method", "status"])
 
 
+def security_headers(csp: str) -> list[tuple[bytes, bytes]]:
+    return [
+        (b"content-security-policy", csp.encode()),
+        (b"x-content-type-options", b"nosniff"),
+        (b"referrer-policy", b"same-origin"),
+        (b"x-frame-options", b"DENY"),
+    ]
+
+
+PAGE_HEADERS = security_headers(PAGE_CSP)
+DOCS_HEADERS = security_headers(DOCS_CSP)
+
+
+def count_response(method: str, status: int) -> None:
+    """Count one response for /metrics."""
+    REQUESTS.labels(method, str(status)).inc()
+
+
 class SecurityHeaders:
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -33,20 +51,13 @@ class SecurityHeaders:
             await self.app(scope, receive, send)
             return
         path: str = scope["path"]
-        csp = DOCS_CSP if path in {"/docs", "/redoc"} else PAGE_CSP
+        extra = DOCS_HEADERS if path in {"/docs", "/redoc"} else PAGE_HEADERS
         method: str = scope["method"]
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
-                headers = list(message.get("headers", []))
-                headers += [
-                    (b"content-security-policy", csp.encode()),
-                    (b"x-content-type-options", b"nosniff"),
-                    (b"referrer-policy", b"same-origin"),
-                    (b"x-frame-options", b"DENY"),
-                ]
-                message["headers"] = headers
-                REQUESTS.labels(method, str(message["status"])).inc()
+                message["headers"] = [*message.get("headers", ()), *extra]
+                count_response(method, message["status"])
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
