@@ -26,7 +26,7 @@ from chatforge.bots.seams import Exchange, Person
 from chatforge.realtime.envelope import Envelope
 from chatforge.services.eventlog import INSERT_ENCODED_EVENT, EventLog, encoded_event
 from chatforge.services.messages import BODY_MAX
-from chatforge.store.bulk import Bulk, among, padded
+from chatforge.store.bulk import Bulk, among, padded, unindexed
 from chatforge.store.models import (
     Base,
     Conversation,
@@ -101,10 +101,12 @@ def _open_conversations(size: int) -> Select[int, int, int]:
     return (
         select(_CONVERSATIONS.c.owner_id, _CONVERSATIONS.c.id, _CONVERSATIONS.c.last_seq)
         .where(
-            _CONVERSATIONS.c.kind == ConversationKind.bot,
+            # Found through the owners' index: every bot conversation has this kind, status
+            # and assignee.
+            unindexed(_CONVERSATIONS.c.kind) == ConversationKind.bot,
             among(_CONVERSATIONS.c.owner_id, "owner", size),
-            _CONVERSATIONS.c.assignee_id == bindparam("speaker"),
-            _CONVERSATIONS.c.status == ConversationStatus.active,
+            unindexed(_CONVERSATIONS.c.assignee_id) == bindparam("speaker"),
+            unindexed(_CONVERSATIONS.c.status) == ConversationStatus.active,
         )
         .order_by(_CONVERSATIONS.c.id)
         .with_for_update()

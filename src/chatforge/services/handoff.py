@@ -26,7 +26,7 @@ from chatforge.errors import Conflict, Invalid
 from chatforge.services.access import OPEN
 from chatforge.services.messages import BODY_MAX, MessageService
 from chatforge.services.support import SupportService
-from chatforge.store.bulk import Bulk, among, padded
+from chatforge.store.bulk import Bulk, among, padded, unindexed
 from chatforge.store.database import Database
 from chatforge.store.models import (
     Conversation,
@@ -49,10 +49,11 @@ def _open_handoffs(size: int) -> Select[int, int]:
     return (
         select(Conversation.owner_id, func.max(Conversation.id))
         .where(
-            Conversation.kind == ConversationKind.support,
+            # Found through the owners' index, not by reading every open support conversation.
+            unindexed(Conversation.kind) == ConversationKind.support,
             among(Conversation.owner_id, "owner", size),
             # Not IN (a list parameter is expanded per execution, which Bulk does not do).
-            or_(*(Conversation.status == status for status in sorted(OPEN))),
+            or_(*(unindexed(Conversation.status) == status for status in sorted(OPEN))),
             Conversation.channel != WEB,
         )
         .group_by(Conversation.owner_id)

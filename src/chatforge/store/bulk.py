@@ -27,7 +27,10 @@ from typing import Any
 from sqlalchemy import ColumnElement, Delete, Insert, Select, TextClause, Update, bindparam
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import QueryableAttribute
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.functions import FunctionElement
 from sqlalchemy.sql.selectable import TextualSelect
 
 AnySelect = Select[*tuple[Any, ...]]
@@ -44,6 +47,34 @@ def among(
 ) -> ColumnElement[bool]:
     """``column IN (:name_0, ..., :name_<size-1>)``, to fill with :func:`padded`."""
     return column.in_([bindparam(f"{name}_{i}") for i in range(size)])
+
+
+class unindexed(FunctionElement[Any]):  # lower case: it reads like the SQL functions
+    """``column`` in a condition that SQLite must not look up through an index.
+
+    Without statistics (chatforge does not run ``ANALYZE``) SQLite's planner prefers an index
+    with more equality terms, so ``kind = ? AND status = ? AND owner_id IN (...)`` reads every
+    conversation of that kind and status through ``(kind, status)`` instead of the few of those
+    owners: a query that grows with the whole table. Written ``unindexed(kind) == ...`` the
+    term is ``+kind = ?`` on SQLite, which no index serves, so the selective index is the one
+    left; other databases, which keep statistics, get the column as it is.
+    """
+
+    inherit_cache = True
+
+    def __init__(self, column: ColumnElement[Any] | QueryableAttribute[Any]) -> None:
+        super().__init__(column)
+        self.type = column.type
+
+
+@compiles(unindexed)
+def _unindexed(element: unindexed, compiler: SQLCompiler, **kw: Any) -> str:
+    return compiler.process(element.clauses, **kw)
+
+
+@compiles(unindexed, "sqlite")
+def _unindexed_sqlite(element: unindexed, compiler: SQLCompiler, **kw: Any) -> str:
+    return "+" + compiler.process(element.clauses, **kw)
 
 
 def padded(name: str, values: Collection[Any]) -> tuple[int, dict[str, Any]]:
