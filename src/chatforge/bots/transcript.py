@@ -173,12 +173,13 @@ async def find_bot_conversation(session: AsyncSession, bot: str, user_id: int) -
     """The user's open conversation with ``bot``, without opening one."""
     found = await session.scalar(
         select(Conversation.id)
-        .join(User, User.id == Conversation.assignee_id)
+        # Through the owner's index: the bot is the assignee of every one of its conversations.
+        .join(User, User.id == unindexed(Conversation.assignee_id))
         .where(
-            Conversation.kind == ConversationKind.bot,
+            unindexed(Conversation.kind) == ConversationKind.bot,
             Conversation.owner_id == user_id,
             User.username == bot_username(bot),
-            Conversation.status == ConversationStatus.active,
+            unindexed(Conversation.status) == ConversationStatus.active,
         )
         .order_by(Conversation.id.desc())
         .limit(1)

@@ -128,9 +128,9 @@ class SupportHandoffDesk:
             found = await session.scalar(
                 select(Conversation.id)
                 .where(
-                    Conversation.kind == ConversationKind.support,
+                    unindexed(Conversation.kind) == ConversationKind.support,
                     Conversation.owner_id == user_id,
-                    Conversation.status.in_(OPEN),
+                    unindexed(Conversation.status).in_(OPEN),
                 )
                 .order_by(Conversation.id.desc())
                 .limit(1)

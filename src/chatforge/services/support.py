@@ -26,6 +26,7 @@ from chatforge.services.conversations import ConversationView, load_view, open_s
 from chatforge.services.eventlog import EventLog
 from chatforge.services.policy import require_role
 from chatforge.services.presence import Presence
+from chatforge.store.bulk import unindexed
 from chatforge.store.database import Database
 from chatforge.store.models import (
     Conversation,
@@ -102,9 +103,10 @@ class SupportService:
         async with self.log.transaction() as session:
             existing = await session.scalar(
                 select(Conversation.id).where(
-                    Conversation.kind == ConversationKind.support,
+                    # Through the owners' index, not every open support conversation.
+                    unindexed(Conversation.kind) == ConversationKind.support,
                     Conversation.owner_id == actor.id,
-                    Conversation.status.in_(OPEN),
+                    unindexed(Conversation.status).in_(OPEN),
                 )
             )
             if existing is not None:
