@@ -143,9 +143,7 @@ def build_context(settings: Settings, *, limit_storage: Storage | None = None) -
     # One client for every outbound platform call, so connections are reused across requests.
     http = httpx.AsyncClient(timeout=httpx.Timeout(10.0, connect=5.0))
     registry = BotRegistry.from_settings(settings)
-    runtime = BotRuntime(
-        db, registry, transcript=ConversationTranscript(log), transaction=log.transaction
-    )
+    runtime = BotRuntime(db, registry, transcript=ConversationTranscript(log))
     whatsapp = TwilioWhatsApp(settings, http)
     messenger = FacebookMessenger(settings, http)
     senders: dict[str, Channel] = {whatsapp.name: whatsapp, messenger.name: messenger}

@@ -1,20 +1,21 @@
-"""``store.bulk``, which the webhook batches run on: on SQLite it executes SQLAlchemy's compiled
+"""``store.bulk``, which the write lane runs on: on SQLite it executes SQLAlchemy's compiled
 statements on the driver itself, and must store and read back exactly what SQLAlchemy would."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
+from typing import TypeVar
 
 import pytest
 from sqlalchemy import bindparam, insert, select, text, update
 from sqlalchemy.dialects import sqlite
 
 from chatforge.settings import Settings
-from chatforge.store.bulk import Bulk, among, compiled_form, driver_values, multi_row, padded
+from chatforge.store.bulk import among, compiled_form, driver_values, multi_row, padded
 from chatforge.store.database import Database
 from chatforge.store.models import Base, ConversationKind, ConversationStatus, Role
-from chatforge.store.write_lane import Statements
+from chatforge.store.write_lane import Statements, in_session
 
 USERS = Base.metadata.tables["users"]
 STATES = Base.metadata.tables["bot_states"]
@@ -27,6 +28,7 @@ STATES_OF = select(
     STATES.c.user_id, STATES.c.state, STATES.c["values"], STATES.c.idle_deadline
 ).order_by(STATES.c.user_id)
 MOMENT = datetime(2026, 11, 24, 9, 30, 15, 123456, tzinfo=UTC)
+T = TypeVar("T")
 
 
 @pytest.fixture
@@ -62,55 +64,77 @@ def state(user_id: int, values: dict[str, object], deadline: datetime | None) ->
     }
 
 
-async def test_the_driver_path_stores_and_reads_what_sqlalchemy_does(db: Database) -> None:
+async def on_lane(db: Database, work: Callable[[Statements], T]) -> T:
+    """``work`` on the driver path: the write lane's ``sqlite3`` connection."""
+    return await db.transact(work)
+
+
+async def through_sqlalchemy(db: Database, work: Callable[[Statements], T]) -> T:
+    """``work`` on a SQLAlchemy connection (as on PostgreSQL)."""
     async with db.write() as session:
-        fast = await Bulk.of(session)
-        assert await Bulk.of(session) is fast  # one per transaction
-        slow = Bulk(fast.connection, None)  # the same statements through SQLAlchemy
-        await fast.run(NEW_USER, [user("ada"), user("bob")])
-        await slow.run(NEW_USER, [user("cy"), user("dee")])
-        ids = {name: uid for uid, name in await fast.rows(select(USERS.c.id, USERS.c.username))}
-        values = {"answers": ["1", "é"], "n": 3, "ok": True, "none": None}
-        await fast.run(NEW_STATE, [state(ids["ada"], values, MOMENT), state(ids["bob"], {}, None)])
-        await slow.run(NEW_STATE, [state(ids["cy"], values, MOMENT), state(ids["dee"], {}, None)])
-        # The stored text is the same whichever way it went in.
+        return await session.run_sync(in_session, work)
+
+
+async def test_the_driver_path_stores_and_reads_what_sqlalchemy_does(db: Database) -> None:
+    values = {"answers": ["1", "é"], "n": 3, "ok": True, "none": None}
+
+    def store(names: tuple[str, str]) -> Callable[[Statements], None]:
+        def work(statements: Statements) -> None:
+            statements.run(NEW_USER, [user(name) for name in names])
+            ids = dict(statements.rows(select(USERS.c.username, USERS.c.id)))
+            first, second = (ids[name] for name in names)
+            statements.run(NEW_STATE, [state(first, values, MOMENT), state(second, {}, None)])
+
+        return work
+
+    await on_lane(db, store(("ada", "bob")))
+    await through_sqlalchemy(db, store(("cy", "dee")))
+
+    async with db.read() as session:
+        ids = dict(list(await session.execute(select(USERS.c.username, USERS.c.id))))
         raw = await session.execute(
             text('SELECT user_id, "values", idle_deadline, updated_at FROM bot_states')
         )
         stored = {row[0]: row[1:] for row in raw}
-        assert stored[ids["ada"]] == stored[ids["cy"]]
-        assert stored[ids["bob"]] == stored[ids["dee"]]
-        # And reads give the same Python values: aware datetimes, JSON, booleans.
-        assert await fast.rows(STATES_OF) == await slow.rows(STATES_OF)
-        found = {row[0]: row for row in await fast.rows(STATES_OF)}
-        assert found[ids["ada"]][2:] == (values, MOMENT)
-        assert found[ids["bob"]][3] is None
-        [(active,)] = await fast.rows(select(USERS.c.is_active).where(USERS.c.id == ids["ada"]))
-        assert active is True
+    # The stored text is the same whichever way it went in.
+    assert stored[ids["ada"]] == stored[ids["cy"]]
+    assert stored[ids["bob"]] == stored[ids["dee"]]
+    # And reads give the same Python values: aware datetimes, JSON, booleans.
+
+    def read(statements: Statements) -> list[tuple[object, ...]]:
+        return statements.rows(STATES_OF)
+
+    assert await on_lane(db, read) == await through_sqlalchemy(db, read)
+    found = {row[0]: row for row in await on_lane(db, read)}
+    assert found[ids["ada"]][2:] == (values, MOMENT)
+    assert found[ids["bob"]][3] is None
+    active = select(USERS.c.is_active).where(USERS.c.id == ids["ada"])
+    assert await on_lane(db, lambda statements: statements.rows(active)) == [(True,)]
 
 
 async def test_updates_set_the_columns_each_row_names(db: Database) -> None:
-    async with db.write() as session:
-        bulk = await Bulk.of(session)
-        await bulk.run(NEW_USER, [user("eve")])
-        [(uid,)] = await bulk.rows(select(USERS.c.id))
-        await bulk.run(NEW_STATE, [state(uid, {}, None)])
-        [(row_id,)] = await bulk.rows(select(STATES.c.id))
+    def work(statements: Statements) -> list[tuple[object, ...]]:
+        statements.run(NEW_USER, [user("eve")])
+        [(uid,)] = statements.rows(select(USERS.c.id))
+        statements.run(NEW_STATE, [state(uid, {}, None)])
+        [(row_id,)] = statements.rows(select(STATES.c.id))
         later = datetime(2026, 11, 25, tzinfo=UTC)
-        await bulk.run(
+        statements.run(
             SET_STATE,
             [{"row_id": row_id, "state": "done", "values": {"a": 1}, "updated_at": later}],
         )
-        assert await bulk.rows(STATES_OF) == [(uid, "done", {"a": 1}, None)]
+        return [(uid,), *statements.rows(STATES_OF)]
+
+    [(uid,), *states] = await on_lane(db, work)
+    assert states == [(uid, "done", {"a": 1}, None)]
 
 
 async def test_a_statement_may_fix_values_and_enums_go_in_as_sqlalchemy_stores_them(
     db: Database,
 ) -> None:
-    async with db.write() as session:
-        bulk = await Bulk.of(session)
-        await bulk.run(NEW_USER, [user("fay")])
-        [(uid,)] = await bulk.rows(select(USERS.c.id))
+    def work(statements: Statements) -> tuple[int, list[tuple[object, ...]]]:
+        statements.run(NEW_USER, [user("fay")])
+        [(uid,)] = statements.rows(select(USERS.c.id))
         row = {
             "kind": ConversationKind.bot,
             "status": ConversationStatus.active,
@@ -120,12 +144,15 @@ async def test_a_statement_may_fix_values_and_enums_go_in_as_sqlalchemy_stores_t
             "last_seq": 0,
             "created_at": MOMENT,
         }
-        await bulk.run(NEW_CONVERSATION, [row])
+        statements.run(NEW_CONVERSATION, [row])
         # ``kind == bot`` is a value the statement carries, not a parameter.
         bots = select(CONVERSATIONS.c.owner_id, CONVERSATIONS.c.kind).where(
             CONVERSATIONS.c.kind == ConversationKind.bot
         )
-        assert await bulk.rows(bots) == [(uid, ConversationKind.bot)]
+        return uid, statements.rows(bots)
+
+    uid, bots = await on_lane(db, work)
+    assert bots == [(uid, ConversationKind.bot)]
 
 
 async def test_lists_are_padded_to_a_few_sizes(db: Database) -> None:
@@ -136,24 +163,24 @@ async def test_lists_are_padded_to_a_few_sizes(db: Database) -> None:
         padded("u", [])
     with pytest.raises(ValueError, match="more than 512"):
         padded("u", range(513))
-    async with db.write() as session:
-        bulk = await Bulk.of(session)
-        await bulk.run(NEW_USER, [user(name) for name in ("gus", "hal", "ivy")])
+
+    def work(statements: Statements) -> list[tuple[object, ...]]:
+        statements.run(NEW_USER, [user(name) for name in ("gus", "hal", "ivy")])
         size, names = padded("name", ["gus", "ivy"])
         query = select(USERS.c.username).where(among(USERS.c.username, "name", size))
-        assert sorted(await bulk.rows(query, names)) == [("gus",), ("ivy",)]
+        return statements.rows(query, names)
+
+    assert sorted(await on_lane(db, work)) == [("gus",), ("ivy",)]
 
 
 async def test_what_the_driver_path_cannot_do_is_refused_loudly(db: Database) -> None:
-    async with db.write() as session:
-        bulk = await Bulk.of(session)
-        expanding = select(USERS.c.id).where(USERS.c.id.in_([1, 2]))
-        with pytest.raises(ValueError, match="among"):
-            await bulk.rows(expanding)
-        # Column defaults are not applied: a row must name every column that has one.
-        incomplete = {k: v for k, v in user("jo").items() if k != "created_at"}
-        with pytest.raises(KeyError, match="created_at"):
-            await bulk.run(NEW_USER, [incomplete])
+    expanding = select(USERS.c.id).where(USERS.c.id.in_([1, 2]))
+    with pytest.raises(ValueError, match="among"):
+        await on_lane(db, lambda statements: statements.rows(expanding))
+    # Column defaults are not applied: a row must name every column that has one.
+    incomplete = {k: v for k, v in user("jo").items() if k != "created_at"}
+    with pytest.raises(KeyError, match="created_at"):
+        await on_lane(db, lambda statements: statements.run(NEW_USER, [incomplete]))
 
 
 def test_inserts_are_split_into_a_few_multi_row_statements() -> None:
@@ -164,10 +191,6 @@ def test_inserts_are_split_into_a_few_multi_row_statements() -> None:
     assert [len(params) // 2 for _, params in chunks] == [64, 16, 4, 1]
     assert chunks[2][0] == "INSERT INTO t (a, b) VALUES (?, ?), (?, ?), (?, ?), (?, ?)"
     assert [value for _, params in chunks for value in params] == [v for row in rows for v in row]
-    # One statement per thread hop matters more than few shapes: the rest after 64 in one.
-    exact = multi_row(sql, rows, exact_tail=True)
-    assert exact is not None and [len(params) // 2 for _, params in exact] == [64, 21]
-    assert [value for _, params in exact for value in params] == [v for row in rows for v in row]
     assert multi_row(sql, rows[:1]) is None  # one row: the plain statement
     for other in (
         "UPDATE t SET a=? WHERE b=?",
@@ -179,8 +202,9 @@ def test_inserts_are_split_into_a_few_multi_row_statements() -> None:
 
 async def test_many_rows_land_in_order_through_both_driver_paths(db: Database) -> None:
     names = [f"user{n:03}" for n in range(85)]
-    async with db.write() as session:
-        await (await Bulk.of(session)).run(NEW_USER, [user(f"a-{name}") for name in names])
+    await through_sqlalchemy(
+        db, lambda statements: statements.run(NEW_USER, [user(f"a-{name}") for name in names])
+    )
 
     def insert_more(statements: Statements) -> list[int]:
         return statements.insert_ids(NEW_USER, [user(f"b-{name}") for name in names])

@@ -15,11 +15,10 @@ from urllib.parse import urlencode
 
 import httpx
 import pytest
-from sqlalchemy import event, func, select
-from sqlalchemy.engine import Connection
+from sqlalchemy import func, select
 from sqlalchemy.exc import OperationalError
-from sqlalchemy.ext.asyncio import AsyncSession
 
+from chatforge.bots.runtime import BotTransaction
 from chatforge.bots.seams import Exchange
 from chatforge.channels.base import InboundMessage
 from chatforge.channels.gateway import Delivery
@@ -29,6 +28,7 @@ from chatforge.settings import Settings, load_settings
 from chatforge.store.bot_models import BotInteraction, BotState
 from chatforge.store.bot_models import InboundMessage as InboundRow
 from chatforge.store.models import ChannelIdentity, Conversation, ConversationKind, Event, Message
+from chatforge.store.write_lane import Statements, WriteLane
 from tests.channels.test_twilio_whatsapp import PATH, URL, post
 from tests.channels.test_twilio_whatsapp import count as count_rows
 from tests.clock import ManualClock
@@ -57,9 +57,9 @@ async def one_batch(ctx: AppContext, messages: Sequence[InboundMessage]) -> list
     """
     started = []
 
-    async def spy(session: AsyncSession, batch: Sequence[Any]) -> Any:
+    async def spy(transaction: BotTransaction, batch: Sequence[Any]) -> Any:
         started.append(len(batch))
-        return await handle(session, batch)
+        return await handle(transaction, batch)
 
     handle = ctx.channels._handle_batch
     ctx.channels.batches._flush = spy
@@ -83,10 +83,10 @@ def refuse_poison(ctx: AppContext, monkeypatch: pytest.MonkeyPatch) -> None:
     transcript = ctx.bot_runtime.transcript
     record = transcript.record
 
-    async def refusing(session: AsyncSession, exchanges: Sequence[Exchange]) -> None:
+    def refusing(statements: Statements, exchanges: Sequence[Exchange]) -> list[Envelope]:
         if any(exchange.inbound == "poison" for exchange in exchanges):
             raise RuntimeError("this message cannot be stored")
-        await record(session, exchanges)
+        return record(statements, exchanges)
 
     monkeypatch.setattr(transcript, "record", refusing)
 
@@ -266,18 +266,22 @@ def twiml(response: httpx.Response) -> list[str]:
     return [node.text or "" for node in ET.fromstring(response.text).findall("Message")]
 
 
-def test_no_answer_goes_out_for_a_message_whose_transaction_did_not_commit(api: Api) -> None:
-    engine = api.ctx.db.engine.sync_engine
+def test_no_answer_goes_out_for_a_message_whose_transaction_did_not_commit(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    end = WriteLane._end
 
-    def refuse(connection: Connection) -> None:
-        raise OperationalError("COMMIT", {}, sqlite3.OperationalError("disk I/O error"))
+    def refuse(lane: WriteLane, command: str) -> None:
+        # The write lane's COMMIT fails as SQLite's does when the disk does: rolled back.
+        if command == "COMMIT":
+            end(lane, "ROLLBACK")
+            raise OperationalError("COMMIT", {}, sqlite3.OperationalError("disk I/O error"))
+        end(lane, command)
 
     form = whatsapp_form("python easy", sender="+27826660001")
-    event.listen(engine, "commit", refuse)
-    try:
+    with monkeypatch.context() as patch:
+        patch.setattr(WriteLane, "_end", refuse)
         refused = post(api, form)
-    finally:
-        event.remove(engine, "commit", refuse)
     assert refused.status_code == 503, refused.text
     assert refused.json()["code"] == "try_again"
     for model in (InboundRow, BotInteraction, ChannelIdentity, Message):

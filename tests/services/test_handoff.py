@@ -11,6 +11,7 @@ from chatforge.channels.base import Channel, InboundMessage
 from chatforge.channels.relay import ENDED_NOTICE
 from chatforge.context import AppContext
 from chatforge.store.models import Conversation, ConversationStatus, Message, Role, Topic, User
+from chatforge.store.write_lane import in_session
 from tests.factories import make_topic, make_user
 
 NUMBER = "+27821234567"
@@ -50,6 +51,15 @@ async def conversations(ctx: AppContext) -> list[Conversation]:
         )
 
 
+async def open_handoff(ctx: AppContext, user_id: int) -> int | None:
+    """The user's open hand-off on a messaging channel, as the gateway's batches see it."""
+    async with ctx.db.read() as session:
+        found = await session.run_sync(
+            in_session, lambda statements: ctx.handoff.conversations_for(statements, [user_id])
+        )
+    return found.get(user_id)
+
+
 async def bodies(ctx: AppContext, conversation_id: int) -> list[str]:
     async with ctx.db.read() as session:
         rows = await session.scalars(
@@ -76,7 +86,7 @@ async def test_mentor_opens_a_pending_whatsapp_conversation_on_the_handoff_topic
     async with ctx.db.read() as session:
         topic = await session.get(Topic, conversation.topic_id)
         assert topic is not None and topic.name == "Mentoring"
-        assert await ctx.handoff.conversation_for(session, delivery.user_id or 0) == conversation.id
+    assert await open_handoff(ctx, delivery.user_id or 0) == conversation.id
     moderator = await make_user(ctx, Role.moderator)
     [queued] = await ctx.conversations.support_queue(moderator)
     assert (queued.id, queued.channel, queued.topic_name) == (
@@ -107,9 +117,8 @@ async def test_a_topic_the_bot_names_is_used_and_a_second_handoff_returns_the_sa
         == "A mentor will answer you on the support page shortly; you are number 1 in the queue."
     )
     assert again == first
-    async with ctx.db.read() as session:
-        # Web hand-offs continue on the support page; the widget keeps talking to the bot.
-        assert await ctx.handoff.conversation_for(session, user.id) is None
+    # Web hand-offs continue on the support page; the widget keeps talking to the bot.
+    assert await open_handoff(ctx, user.id) is None
     assert await ctx.handoff.open_conversation_of(user.id) == conversation.id
 
 

@@ -12,8 +12,12 @@ of several per message. Messages of one user in one batch are stepped in order, 
 state, stored values and quota the previous one left, as if each had had its own transaction;
 the clock is read once per batch, so they share one time.
 
-Transactions come from ``begin`` (by default ``Database.write``); chatforge passes the event
-log's. The transcript's events are published once the transaction has committed.
+A batch is a transaction in steps (``Database.steps``): :meth:`BotRuntime.load` reads what the
+machines need in one step, :meth:`BotRuntime.step_batch` runs the machines (handlers may be
+coroutines) with no database work, and :meth:`BotRuntime.store` writes the outcomes and the
+transcript in a second step: on SQLite two thread hops for the whole batch. The channel gateway
+runs ``load`` in the step that also claims the batch's messages. The transcript's events are
+published once the transaction has committed.
 """
 
 from __future__ import annotations
@@ -21,14 +25,13 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cache
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Select, bindparam, insert, select, update
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from chatforge.bots import machine
 from chatforge.bots.machine import BotDefinition, JSONValue, Outcome, Snapshot
@@ -43,16 +46,18 @@ from chatforge.bots.seams import (
     Person,
     Transcript,
 )
+from chatforge.realtime.envelope import Envelope
 from chatforge.store.bot_models import BotInteraction, BotState
-from chatforge.store.bulk import Bulk, among, padded
+from chatforge.store.bulk import among, padded
 from chatforge.store.database import Database
 from chatforge.store.models import Base, User
 from chatforge.store.types import utcnow
+from chatforge.store.write_lane import Statements, Steps
 
 log = logging.getLogger(__name__)
 
 Clock = Callable[[], datetime]
-Transaction = Callable[[], AbstractAsyncContextManager[AsyncSession]]
+T = TypeVar("T")
 SWEEP_BATCH = 100
 _STATES = Base.metadata.tables[BotState.__tablename__]
 _INTERACTIONS = Base.metadata.tables[BotInteraction.__tablename__]
@@ -128,6 +133,31 @@ class _Standing:
     write: dict[str, Any] | None = None
 
 
+Standings = dict[tuple[str, int], _Standing]
+
+
+@dataclass(slots=True)
+class SteppedBatch:
+    """A batch's steps as decided, before anything is written."""
+
+    replies: list[BotReply]
+    standings: Standings
+    interactions: list[dict[str, Any]]
+    exchanges: list[Exchange]
+
+
+@dataclass(slots=True)
+class BotTransaction:
+    """A write transaction in steps for bot work, and the transcript's envelopes to publish
+    once it has committed."""
+
+    steps: Steps
+    envelopes: list[Envelope] = field(default_factory=list)
+
+    async def run(self, work: Callable[[Statements], T]) -> T:
+        return await self.steps.run(work)
+
+
 def _state_columns(outcome: Outcome, channel: str, now: datetime) -> dict[str, Any]:
     """The ``bot_states`` columns a step writes (also for an apology: state as it was)."""
     return {
@@ -149,10 +179,8 @@ class BotRuntime:
         transcript: Transcript | None = None,
         handoff: HandoffDesk | None = None,
         outbox: Outbox | None = None,
-        transaction: Transaction | None = None,
     ) -> None:
         self.db = db
-        self.begin: Transaction = transaction or db.write
         self.registry = registry
         self.clock = clock
         self.transcript: Transcript = transcript or NoTranscript()
@@ -160,22 +188,28 @@ class BotRuntime:
         self.outbox = outbox
 
     @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[AsyncSession]:
+    async def begin(self) -> AsyncIterator[BotTransaction]:
+        """A write transaction for bot steps; the caller publishes it (``published``) once it
+        has committed."""
+        async with self.db.steps() as steps:
+            yield BotTransaction(steps)
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[BotTransaction]:
         """A write transaction for bot steps; the transcript's events go out after it commits."""
-        async with self.begin() as session:
-            yield session
-        await self.published(session)
+        async with self.begin() as transaction:
+            yield transaction
+        await self.published(transaction)
 
-    async def published(self, session: AsyncSession) -> None:
-        """After ``session``'s transaction committed: publish what its steps recorded."""
-        await self.transcript.publish(session)
+    async def published(self, transaction: BotTransaction) -> None:
+        """After ``transaction`` committed: publish what its steps recorded."""
+        await self.transcript.publish(transaction.envelopes)
 
-    async def _standings(
-        self, session: AsyncSession, requests: Sequence[BotRequest], now: datetime
-    ) -> dict[tuple[str, int], _Standing]:
+    def load(
+        self, statements: Statements, requests: Sequence[BotRequest], now: datetime
+    ) -> Standings:
         """Every (bot, user) of the batch as stored: two queries per bot, not two per message."""
-        bulk = await Bulk.of(session)
-        standings: dict[tuple[str, int], _Standing] = {}
+        standings: Standings = {}
         users: dict[str, set[int]] = {}
         bots: dict[str, BotDefinition] = {}
         for request in requests:
@@ -183,7 +217,7 @@ class BotRuntime:
             bots[request.bot.name] = request.bot
         for name, user_ids in users.items():
             size, ids = padded("user", user_ids)
-            rows = await bulk.rows(_states_query(size), {"bot": name, **ids})
+            rows = statements.rows(_states_query(size), {"bot": name, **ids})
             for row_id, user_id, state, values, deadline in rows:
                 standings[(name, user_id)] = _Standing(
                     row_id, state, dict(values or {}), deadline, exists=True
@@ -191,7 +225,7 @@ class BotRuntime:
             quota = bots[name].quota
             counted: dict[int, list[datetime]] = {}
             if quota is not None:
-                times = await bulk.rows(
+                times = statements.rows(
                     _counted_query(size), {"bot": name, "since": quota.since(now), **ids}
                 )
                 for user_id, created_at in times:
@@ -201,18 +235,14 @@ class BotRuntime:
                 standing.counted_at = tuple(counted.get(user_id, ()))
         return standings
 
-    async def handle_many(
-        self, session: AsyncSession, requests: Sequence[BotRequest]
-    ) -> list[BotReply]:
-        """Run one step per request, in order, inside the caller's write transaction.
+    async def step_batch(
+        self, requests: Sequence[BotRequest], standings: Standings, now: datetime
+    ) -> SteppedBatch:
+        """Run one step per request, in order, on the ``standings`` ``load`` read.
 
         A handler's exception is logged here and turned into the bot's apology; the user's
         state and stored values stay as they were, and the interaction is not counted.
         """
-        if not requests:
-            return []
-        now = self.clock()
-        standings = await self._standings(session, requests, now)
         replies: list[BotReply] = []
         interactions: list[dict[str, Any]] = []
         exchanges: list[Exchange] = []
@@ -259,33 +289,38 @@ class BotRuntime:
                     standing.counted_at = (*standing.counted_at, now)
             exchanges.append(Exchange(bot.name, person, channel, request.text, outcome.replies))
             replies.append(BotReply(bot.name, person.id, channel, request.text, outcome))
-        await self._store(session, standings)
-        await (await Bulk.of(session)).run(_NEW_INTERACTION, interactions)
-        await self.transcript.record(session, exchanges)
-        return replies
+        return SteppedBatch(replies, standings, interactions, exchanges)
 
-    @staticmethod
-    async def _store(session: AsyncSession, standings: dict[tuple[str, int], _Standing]) -> None:
-        """Write the batch's final states: one bulk insert and one bulk update."""
+    def store(self, statements: Statements, stepped: SteppedBatch) -> list[Envelope]:
+        """Write a batch's outcomes (final states, interactions, transcript); returns the
+        transcript's envelopes, to publish once the transaction has committed."""
         inserts: list[dict[str, Any]] = []
         updates: list[dict[str, Any]] = []
-        for (bot, user_id), standing in standings.items():
+        for (bot, user_id), standing in stepped.standings.items():
             if standing.write is None:
                 continue
             if standing.row_id is None:
                 inserts.append({"bot": bot, "user_id": user_id, **standing.write})
             else:
                 updates.append({"row_id": standing.row_id, **standing.write})
-        bulk = await Bulk.of(session)
-        await bulk.run(_NEW_STATE, inserts)
-        await bulk.run(_UPDATE_STATE, updates)
+        statements.run(_NEW_STATE, inserts)
+        statements.run(_UPDATE_STATE, updates)
+        statements.run(_NEW_INTERACTION, stepped.interactions)
+        return self.transcript.record(statements, stepped.exchanges)
 
-    async def handle(
-        self, session: AsyncSession, bot: BotDefinition, user: Person, channel: str, text: str
-    ) -> BotReply:
-        """One step of ``bot`` for ``user`` inside the caller's write transaction."""
-        [reply] = await self.handle_many(session, [BotRequest(bot, user, channel, text)])
-        return reply
+    async def handle_many(
+        self, transaction: BotTransaction, requests: Sequence[BotRequest]
+    ) -> list[BotReply]:
+        """Run one step per request, in order, inside ``transaction``: ``load``, then
+        ``step_batch``, then ``store``."""
+        if not requests:
+            return []
+        now = self.clock()
+        standings = await transaction.run(lambda statements: self.load(statements, requests, now))
+        stepped = await self.step_batch(requests, standings, now)
+        envelopes = await transaction.run(lambda statements: self.store(statements, stepped))
+        transaction.envelopes.extend(envelopes)
+        return stepped.replies
 
     async def after_commit(self, reply: BotReply) -> str | None:
         """Side effects of a committed step: the hand-off.
@@ -314,8 +349,8 @@ class BotRuntime:
 
     async def converse(self, bot: BotDefinition, user: Person, channel: str, text: str) -> BotReply:
         """One step in its own transaction, then its after-commit work (console, web)."""
-        async with self.transaction() as session:
-            reply = await self.handle(session, bot, user, channel, text)
+        async with self.transaction() as transaction:
+            [reply] = await self.handle_many(transaction, [BotRequest(bot, user, channel, text)])
         await self.after_commit(reply)
         return reply
 
@@ -341,7 +376,7 @@ class BotRuntime:
         fired = 0
         for (state_id,) in due:
             deliveries: tuple[int, str, list[str]] | None = None
-            async with self.transaction() as session:
+            async with self.db.write() as session:
                 row = await session.get(BotState, state_id, with_for_update=True)
                 if row is None or row.idle_deadline is None or row.idle_deadline > now:
                     continue  # answered or handled by another process meanwhile

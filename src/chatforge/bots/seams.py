@@ -8,7 +8,9 @@ to the moderator instead of the bot) and posts them with the message service in 
 ``NoHandoffDesk`` below is the runtime's default when it is built without one (the console, tests).
 
 Steps come in batches (one write transaction for many webhooks), so the transaction-bound methods
-take every user of the batch at once: a query per batch, not per message.
+take every user of the batch at once: a query per batch, not per message. They are synchronous
+functions of the transaction's :class:`~chatforge.store.write_lane.Statements`, run in one of
+its steps (one thread hop on SQLite) together with the rest of the batch's reads or writes.
 """
 
 from __future__ import annotations
@@ -17,7 +19,8 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from sqlalchemy.ext.asyncio import AsyncSession
+from chatforge.realtime.envelope import Envelope
+from chatforge.store.write_lane import Statements
 
 
 class Person(Protocol):
@@ -42,11 +45,12 @@ class Exchange:
 
 
 class Transcript(Protocol):
-    async def record(self, session: AsyncSession, exchanges: Sequence[Exchange]) -> None:
-        """Keep these exchanges, in order, in the transaction of the bots' steps."""
+    def record(self, statements: Statements, exchanges: Sequence[Exchange]) -> list[Envelope]:
+        """Keep these exchanges, in order, in the transaction of the bots' steps; returns the
+        envelopes that tell live viewers, to publish once that transaction has committed."""
 
-    async def publish(self, session: AsyncSession) -> None:
-        """After that transaction committed: tell live viewers what ``record`` stored."""
+    async def publish(self, envelopes: Sequence[Envelope]) -> None:
+        """After that transaction committed: publish what ``record`` returned."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,8 +66,8 @@ class HandoffDesk(Protocol):
     async def open(self, ticket: HandoffTicket) -> str:
         """Pass the user to a human; returns what to tell the user (called after commit)."""
 
-    async def conversations_for(
-        self, session: AsyncSession, user_ids: Collection[int]
+    def conversations_for(
+        self, statements: Statements, user_ids: Collection[int]
     ) -> dict[int, int]:
         """The open hand-off conversation of each of these users that has one, read in the
         caller's transaction."""
@@ -78,10 +82,10 @@ class Outbox(Protocol):
 
 
 class NoTranscript:
-    async def record(self, session: AsyncSession, exchanges: Sequence[Exchange]) -> None:
-        return None
+    def record(self, statements: Statements, exchanges: Sequence[Exchange]) -> list[Envelope]:
+        return []
 
-    async def publish(self, session: AsyncSession) -> None:
+    async def publish(self, envelopes: Sequence[Envelope]) -> None:
         return None
 
 
@@ -93,8 +97,8 @@ class NoHandoffDesk:
     async def open(self, ticket: HandoffTicket) -> str:
         return self.notice
 
-    async def conversations_for(
-        self, session: AsyncSession, user_ids: Collection[int]
+    def conversations_for(
+        self, statements: Statements, user_ids: Collection[int]
     ) -> dict[int, int]:
         return {}
 

@@ -6,10 +6,11 @@ Each bot speaks as its own account (``bot-<name>``, no password), the conversati
 the user is its owner. One open conversation per user and bot, created on first contact.
 
 The exchanges are written in the bot steps' own transaction (so the transcript can never
-disagree with the bots' state), a batch of them with a few bulk statements: the messages and
-their ``chat_message`` events exactly as ``append_message`` writes people's messages, with
-``seq`` numbers taken from each conversation's ``last_seq``. The events are published by
-:meth:`ConversationTranscript.publish` once the transaction has committed.
+disagree with the bots' state), a batch of them with a few bulk statements in the step that
+writes the bots' outcomes: the messages and their ``chat_message`` events exactly as
+``append_message`` writes people's messages, with ``seq`` numbers taken from each
+conversation's ``last_seq``. ``record`` returns the events' envelopes, which
+:meth:`ConversationTranscript.publish` sends once the transaction has committed.
 """
 
 from __future__ import annotations
@@ -19,14 +20,14 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
-from sqlalchemy import Select, bindparam, func, insert, select, update
+from sqlalchemy import Select, bindparam, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from chatforge.bots.seams import Exchange, Person
 from chatforge.realtime.envelope import Envelope
 from chatforge.services.eventlog import INSERT_ENCODED_EVENT, EventLog, encoded_event
 from chatforge.services.messages import BODY_MAX
-from chatforge.store.bulk import Bulk, among, padded, unindexed
+from chatforge.store.bulk import among, padded, unindexed
 from chatforge.store.models import (
     Base,
     Conversation,
@@ -38,6 +39,7 @@ from chatforge.store.models import (
     User,
 )
 from chatforge.store.types import utcnow
+from chatforge.store.write_lane import Statements
 
 _CONVERSATIONS = Base.metadata.tables[Conversation.__tablename__]
 _MESSAGES = Base.metadata.tables[Message.__tablename__]
@@ -49,12 +51,6 @@ _NEW_CONVERSATION = insert(_CONVERSATIONS)
 _NEW_PARTICIPANT = insert(_PARTICIPANTS)
 _NEW_MESSAGE = insert(_MESSAGES)
 _LAST_SEQ = update(_CONVERSATIONS).where(_CONVERSATIONS.c.id == bindparam("cid"))
-_LAST_MESSAGE = select(func.coalesce(func.max(_MESSAGES.c.id), 0))
-_MESSAGES_AFTER = select(_MESSAGES.c.conversation_id, _MESSAGES.c.seq, _MESSAGES.c.id).where(
-    _MESSAGES.c.id > bindparam("after", type_=_MESSAGES.c.id.type)
-)
-# Where a transaction's envelopes wait for its commit (the session is the transaction's).
-_UNPUBLISHED = "chatforge_transcript_envelopes"
 
 
 def bot_username(bot: str) -> str:
@@ -69,15 +65,14 @@ class Speaker:
     display_name: str
 
 
-async def bot_account(session: AsyncSession, bot: str) -> Speaker:
+def bot_account(statements: Statements, bot: str) -> Speaker:
     """The account a bot speaks as, created in the caller's transaction the first time.
 
     Two processes creating it at once collide on the unique username; the loser's transaction
     rolls back and the channel gateway retries it, finding the account.
     """
-    bulk = await Bulk.of(session)
     name = bot_username(bot)
-    found = await bulk.rows(_SPEAKER, {"name": name})
+    found = statements.rows(_SPEAKER, {"name": name})
     if not found:
         account = {
             "username": name,
@@ -88,8 +83,8 @@ async def bot_account(session: AsyncSession, bot: str) -> Speaker:
             "token_version": 0,
             "created_at": utcnow(),
         }
-        await bulk.run(_NEW_USER, [account])
-        found = await bulk.rows(_SPEAKER, {"name": name})
+        statements.run(_NEW_USER, [account])
+        found = statements.rows(_SPEAKER, {"name": name})
     return Speaker(found[0][0], found[0][1])
 
 
@@ -113,22 +108,21 @@ def _open_conversations(size: int) -> Select[int, int, int]:
     )
 
 
-async def open_bot_conversations(
-    session: AsyncSession, speaker: Speaker, channels: dict[int, str]
+def open_bot_conversations(
+    statements: Statements, speaker: Speaker, channels: dict[int, str]
 ) -> dict[int, tuple[int, int]]:
     """Each user's open conversation with the bot (``channels`` maps user id to the channel of
     their first message), opened for those who have none; returns ``(id, last_seq)`` per user.
     """
-    bulk = await Bulk.of(session)
     size, owners = padded("owner", channels)
     query, params = _open_conversations(size), {"speaker": speaker.id, **owners}
     # Oldest first, so each user ends up with their newest one.
-    opened = {owner: (cid, seq) for owner, cid, seq in await bulk.rows(query, params)}
+    opened = {owner: (cid, seq) for owner, cid, seq in statements.rows(query, params)}
     new = [user_id for user_id in channels if user_id not in opened]
     if not new:
         return opened
     now = utcnow()
-    await bulk.run(
+    statements.run(
         _NEW_CONVERSATION,
         [
             {
@@ -144,8 +138,8 @@ async def open_bot_conversations(
             for user_id in new
         ],
     )
-    opened = {owner: (cid, seq) for owner, cid, seq in await bulk.rows(query, params)}
-    await bulk.run(
+    opened = {owner: (cid, seq) for owner, cid, seq in statements.rows(query, params)}
+    statements.run(
         _NEW_PARTICIPANT,
         [
             row
@@ -197,21 +191,21 @@ class ConversationTranscript:
     def __init__(self, log: EventLog) -> None:
         self.log = log
 
-    async def record(self, session: AsyncSession, exchanges: Sequence[Exchange]) -> None:
+    def record(self, statements: Statements, exchanges: Sequence[Exchange]) -> list[Envelope]:
         """Append each exchange (the user's message, then the bot's replies) to the user's
-        conversation with the bot, in order."""
+        conversation with the bot, in order; returns the envelopes of their events."""
         kept = [(exchange, _lines(exchange)) for exchange in exchanges]
         kept = [(exchange, lines) for exchange, lines in kept if lines]
         if not kept:
-            return
-        speakers = {name: await bot_account(session, name) for name in {e.bot for e, _ in kept}}
+            return []
+        speakers = {name: bot_account(statements, name) for name in {e.bot for e, _ in kept}}
         conversations: dict[tuple[str, int], tuple[int, int]] = {}
         for name, speaker in speakers.items():
             channels: dict[int, str] = {}
             for exchange, _ in kept:
                 if exchange.bot == name:
                     channels.setdefault(exchange.person.id, exchange.channel)
-            opened = await open_bot_conversations(session, speaker, channels)
+            opened = open_bot_conversations(statements, speaker, channels)
             conversations.update(((name, user_id), found) for user_id, found in opened.items())
         now = utcnow()
         last_seq = dict(conversations.values())
@@ -234,17 +228,12 @@ class ConversationTranscript:
                         "created_at": now,
                     }
                 )
-        bulk = await Bulk.of(session)
-        # The new messages' ids are above every id now; (conversation, seq) tells them apart.
-        [(before,)] = await bulk.rows(_LAST_MESSAGE)
-        await bulk.run(_NEW_MESSAGE, messages)
-        ids = {
-            (cid, seq): mid for cid, seq, mid in await bulk.rows(_MESSAGES_AFTER, {"after": before})
-        }
+        ids = statements.insert_ids(_NEW_MESSAGE, messages)
         events: list[dict[str, Any]] = []
         envelopes: list[Envelope] = []
-        for message, (sender_id, sender_name) in zip(messages, authors, strict=True):
-            message_id = ids[(message["conversation_id"], message["seq"])]
+        for message, message_id, (sender_id, sender_name) in zip(
+            messages, ids, authors, strict=True
+        ):
             # The payload of append_message's chat_message event, for the same message.
             payload = {
                 "message_id": message_id,
@@ -265,13 +254,13 @@ class ConversationTranscript:
             )
             events.append(event)
             envelopes.append(envelope)
-        await bulk.run(INSERT_ENCODED_EVENT, events)
-        await bulk.run(_LAST_SEQ, [{"cid": cid, "last_seq": seq} for cid, seq in last_seq.items()])
-        session.info.setdefault(_UNPUBLISHED, []).extend(envelopes)
+        statements.run(INSERT_ENCODED_EVENT, events)
+        statements.run(_LAST_SEQ, [{"cid": cid, "last_seq": seq} for cid, seq in last_seq.items()])
+        return envelopes
 
-    async def publish(self, session: AsyncSession) -> None:
-        """Publish the events ``record`` wrote in ``session``'s (now committed) transaction."""
-        await self.log.publish(session.info.pop(_UNPUBLISHED, ()))
+    async def publish(self, envelopes: Sequence[Envelope]) -> None:
+        """Publish the events ``record`` wrote, once their transaction has committed."""
+        await self.log.publish(envelopes)
 
 
 def _lines(exchange: Exchange) -> list[tuple[bool, str]]:

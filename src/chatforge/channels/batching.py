@@ -3,7 +3,7 @@
 On SQLite a write transaction costs far more than the rows it writes (``BEGIN IMMEDIATE``, the
 commit, a thread hop per statement, all behind the process's write lock), so one transaction per
 webhook caps a process at a few hundred webhooks a second. Here callers ``submit`` an item and
-wait; one writer task takes everything queued, runs ``flush(session, items)`` in one transaction
+wait; one writer task takes everything queued, runs ``flush(transaction, items)`` in one transaction
 (bulk statements, one result per item), and answers each caller only once that transaction has
 committed: nobody is told about work that could still roll back.
 
@@ -31,15 +31,15 @@ from contextlib import AbstractAsyncContextManager
 from typing import Generic, TypeVar
 
 from sqlalchemy.exc import InterfaceError, OperationalError
-from sqlalchemy.ext.asyncio import AsyncSession
 
 log = logging.getLogger(__name__)
 
+Tx = TypeVar("Tx")
 Item = TypeVar("Item")
 Result = TypeVar("Result")
-Begin = Callable[[], AbstractAsyncContextManager[AsyncSession]]
-Flush = Callable[[AsyncSession, Sequence[Item]], Awaitable[Sequence[Result]]]
-AfterCommit = Callable[[AsyncSession], Awaitable[None]]
+Begin = Callable[[], AbstractAsyncContextManager[Tx]]
+Flush = Callable[[Tx, Sequence[Item]], Awaitable[Sequence[Result]]]
+AfterCommit = Callable[[Tx], Awaitable[None]]
 
 # Failures of the database rather than of a batch's contents.
 OUTAGES = (OperationalError, InterfaceError, OSError)
@@ -53,13 +53,13 @@ class WriterStopped(RuntimeError):
     """The writer was shut down before this item's transaction committed."""
 
 
-class GroupCommit(Generic[Item, Result]):
+class GroupCommit(Generic[Tx, Item, Result]):
     def __init__(
         self,
-        begin: Begin,
-        flush: Flush[Item, Result],
+        begin: Begin[Tx],
+        flush: Flush[Tx, Item, Result],
         *,
-        after_commit: AfterCommit | None = None,
+        after_commit: AfterCommit[Tx] | None = None,
         max_batch: int = MAX_BATCH,
     ) -> None:
         self._begin = begin
@@ -121,8 +121,8 @@ class GroupCommit(Generic[Item, Result]):
         if not batch:
             return
         try:
-            async with self._begin() as session:
-                results = await self._flush(session, [item for item, _ in batch])
+            async with self._begin() as transaction:
+                results = await self._flush(transaction, [item for item, _ in batch])
                 if len(results) != len(batch):
                     raise RuntimeError(
                         f"flush returned {len(results)} results for {len(batch)} items"
@@ -139,7 +139,7 @@ class GroupCommit(Generic[Item, Result]):
             # Committed is committed: a failure here (publishing events) must not make callers
             # retry work that is stored, so it is logged and the results still go out.
             try:
-                await self._after_commit(session)
+                await self._after_commit(transaction)
             except Exception:
                 log.exception("after-commit work of a batch of %d failed", len(batch))
         self.batches += 1

@@ -5,8 +5,11 @@ that arrives while the previous batch is being written joins the next one, and o
 transaction claims each platform message id (a retried webhook stops here, also when the retry
 is in the same batch), finds or creates the senders' accounts, notes which users are in a
 hand-off conversation, and runs the channels' bots for the others, with a few bulk statements
-for the whole batch. A caller is answered only once that transaction has committed; then the
-bot's after-commit work runs, or the message is forwarded to the conversation.
+for the whole batch. The transaction is in two steps (``Database.steps``), one thread hop each
+on SQLite: everything the batch reads (and the claims and new accounts), then, once the bots
+have stepped, everything it writes. A caller is answered only once that transaction has
+committed; then the bot's after-commit work runs, or the message is forwarded to the
+conversation.
 
 The web chat widget comes in through :meth:`ChannelGateway.receive_from` with the signed-in
 user's own account (no channel identity) and the socket's ``client_id`` as the message id.
@@ -17,23 +20,24 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from functools import cache
 
 from sqlalchemy import Select, bindparam, insert, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from chatforge.bots.registry import BotRegistry
-from chatforge.bots.runtime import BotReply, BotRequest, BotRuntime
+from chatforge.bots.runtime import BotReply, BotRequest, BotRuntime, BotTransaction, Standings
 from chatforge.bots.seams import HandoffDesk
 from chatforge.channels.base import Channel, InboundMessage
 from chatforge.channels.batching import GroupCommit
 from chatforge.channels.identity import Account, accounts_for_identities, external_id_of, normalize
 from chatforge.store.bot_models import InboundMessage as InboundRow
-from chatforge.store.bulk import Bulk, among, padded
+from chatforge.store.bulk import among, padded
 from chatforge.store.database import Database
 from chatforge.store.models import Base, User
 from chatforge.store.types import utcnow
+from chatforge.store.write_lane import Statements
 
 log = logging.getLogger(__name__)
 _CLAIMS = Base.metadata.tables[InboundRow.__tablename__]
@@ -85,7 +89,7 @@ class ChannelGateway:
         self.registry = registry
         self.runtime = runtime
         self.channels = dict(channels)
-        self.batches: GroupCommit[_Inbound, _Handled] = GroupCommit(
+        self.batches: GroupCommit[BotTransaction, _Inbound, _Handled] = GroupCommit(
             runtime.begin, self._handle_batch, after_commit=runtime.published
         )
 
@@ -129,12 +133,31 @@ class ChannelGateway:
         return delivery
 
     async def _handle_batch(
-        self, session: AsyncSession, batch: Sequence[_Inbound]
+        self, transaction: BotTransaction, batch: Sequence[_Inbound]
     ) -> list[_Handled]:
         """Decide every message of a batch inside its write transaction."""
-        fresh = await _claim(session, [inbound.message for inbound in batch])
-        accounts = await self._accounts(
-            session, [i for i, new in zip(batch, fresh, strict=True) if new]
+        now = self.runtime.clock()
+        results, requests, answered, standings = await transaction.run(
+            lambda statements: self._read(statements, batch, now)
+        )
+        if requests:
+            stepped = await self.runtime.step_batch(requests, standings, now)
+            envelopes = await transaction.run(
+                lambda statements: self.runtime.store(statements, stepped)
+            )
+            transaction.envelopes.extend(envelopes)
+            for handled, reply in zip(answered, stepped.replies, strict=True):
+                handled.reply = reply
+        return results
+
+    def _read(
+        self, statements: Statements, batch: Sequence[_Inbound], now: datetime
+    ) -> tuple[list[_Handled], list[BotRequest], list[_Handled], Standings]:
+        """The batch's first step: claim its messages, find (or create) the senders' accounts
+        and their hand-offs, and load what the bots need for the others."""
+        fresh = _claim(statements, [inbound.message for inbound in batch])
+        accounts = self._accounts(
+            statements, [i for i, new in zip(batch, fresh, strict=True) if new]
         )
         results: list[_Handled] = []
         active: list[tuple[_Handled, _Inbound, Account]] = []
@@ -148,8 +171,8 @@ class ChannelGateway:
             results.append(_Handled(delivery))
             if account is not None and account.is_active:
                 active.append((results[-1], inbound, account))
-        handoffs = await self.handoff.conversations_for(
-            session, {account.id for _, _, account in active}
+        handoffs = self.handoff.conversations_for(
+            statements, {account.id for _, _, account in active}
         )
         requests: list[BotRequest] = []
         answered: list[_Handled] = []
@@ -161,13 +184,11 @@ class ChannelGateway:
                     BotRequest(bot, account, inbound.message.channel, inbound.message.text)
                 )
                 answered.append(handled)
-        replies = await self.runtime.handle_many(session, requests)
-        for handled, reply in zip(answered, replies, strict=True):
-            handled.reply = reply
-        return results
+        standings = self.runtime.load(statements, requests, now) if requests else {}
+        return results, requests, answered, standings
 
-    async def _accounts(
-        self, session: AsyncSession, batch: Sequence[_Inbound]
+    def _accounts(
+        self, statements: Statements, batch: Sequence[_Inbound]
     ) -> dict[tuple[str, str | int], Account]:
         """The senders' accounts: found or created per channel identity, or the signed-in
         users' own (a user deleted meanwhile has none)."""
@@ -181,12 +202,11 @@ class ChannelGateway:
             elif inbound.user_id is not None:
                 user_ids.add(inbound.user_id)
         for channel, wanted in senders.items():
-            found = await accounts_for_identities(session, channel, wanted)
+            found = accounts_for_identities(statements, channel, wanted)
             accounts.update(((channel, external_id), a) for external_id, a in found.items())
         if user_ids:
-            bulk = await Bulk.of(session)
             size, ids = padded("id", user_ids)
-            for user_id, name, is_active in await bulk.rows(_users_query(size), ids):
+            for user_id, name, is_active in statements.rows(_users_query(size), ids):
                 accounts[("", user_id)] = Account(user_id, name, bool(is_active))
         return accounts
 
@@ -229,7 +249,7 @@ def _claimed_query(size: int) -> Select[str]:
     )
 
 
-async def _claim(session: AsyncSession, messages: Sequence[InboundMessage]) -> list[bool]:
+def _claim(statements: Statements, messages: Sequence[InboundMessage]) -> list[bool]:
     """Record the messages' ids as handled; False for each that already was (a retried webhook,
     or an earlier message of the same batch).
 
@@ -246,14 +266,13 @@ async def _claim(session: AsyncSession, messages: Sequence[InboundMessage]) -> l
         if key not in first:
             first[key] = index
             by_channel.setdefault(message.channel, []).append(message.message_id)
-    bulk = await Bulk.of(session)
     seen: set[tuple[str, str]] = set()
     for channel, message_ids in by_channel.items():
         size, ids = padded("id", message_ids)
-        found = await bulk.rows(_claimed_query(size), {"channel": channel, **ids})
+        found = statements.rows(_claimed_query(size), {"channel": channel, **ids})
         seen.update((channel, message_id) for (message_id,) in found)
     now = utcnow()
-    await bulk.run(
+    statements.run(
         _NEW_CLAIM,
         [
             {"channel": channel, "message_id": message_id, "received_at": now}

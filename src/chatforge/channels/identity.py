@@ -18,9 +18,10 @@ from sqlalchemy import Select, bindparam, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from chatforge.errors import Invalid
-from chatforge.store.bulk import Bulk, among, padded
+from chatforge.store.bulk import among, padded
 from chatforge.store.models import Base, ChannelIdentity, Role, User
 from chatforge.store.types import utcnow
+from chatforge.store.write_lane import Statements, in_session
 
 E164_RE = re.compile(r"^\+[1-9]\d{6,14}$")
 PSID_RE = re.compile(r"^\d{1,64}$")
@@ -119,8 +120,8 @@ def _usernames_query(size: int) -> Select[str, int]:
     return select(_USERS.c.username, _USERS.c.id).where(among(_USERS.c.username, "name", size))
 
 
-async def accounts_for_identities(
-    session: AsyncSession, channel: str, senders: Mapping[str, str | None]
+def accounts_for_identities(
+    statements: Statements, channel: str, senders: Mapping[str, str | None]
 ) -> dict[str, Account]:
     """The accounts of (normalised) identities on ``channel``, created on first contact.
 
@@ -131,16 +132,15 @@ async def accounts_for_identities(
     """
     if not senders:
         return {}
-    bulk = await Bulk.of(session)
     size, ids = padded("id", senders)
-    found = await bulk.rows(_identities_query(size), {"channel": channel, **ids})
+    found = statements.rows(_identities_query(size), {"channel": channel, **ids})
     accounts = {row[0]: Account(row[1], row[2], bool(row[3])) for row in found}
     new = [external_id for external_id in senders if external_id not in accounts]
     if not new:
         return accounts
     wanted = {external_id: _username(channel, external_id) for external_id in new}
     size, names = padded("name", set(wanted.values()))
-    taken = {row[0] for row in await bulk.rows(_usernames_query(size), names)}
+    taken = {row[0] for row in statements.rows(_usernames_query(size), names)}
     now = utcnow()
     rows: list[dict[str, Any]] = []
     for external_id in new:
@@ -159,11 +159,11 @@ async def accounts_for_identities(
                 "created_at": now,
             }
         )
-    await bulk.run(_NEW_USER, rows)
+    statements.run(_NEW_USER, rows)
     # Usernames are unique: they find the new accounts' ids.
     size, names = padded("name", [row["username"] for row in rows])
-    created = {row[0]: row[1] for row in await bulk.rows(_usernames_query(size), names)}
-    await bulk.run(
+    created = {row[0]: row[1] for row in statements.rows(_usernames_query(size), names)}
+    statements.run(
         _NEW_IDENTITY,
         [
             {
@@ -184,7 +184,12 @@ async def user_for_identity(
     session: AsyncSession, channel: str, external_id: str, profile_name: str | None = None
 ) -> User:
     """The account of one (normalised) channel identity, created on first contact."""
-    accounts = await accounts_for_identities(session, channel, {external_id: profile_name})
+    accounts = await session.run_sync(
+        in_session,
+        lambda statements: accounts_for_identities(
+            statements, channel, {external_id: profile_name}
+        ),
+    )
     user = await session.get(User, accounts[external_id].id)
     assert user is not None  # found or created in this transaction
     return user

@@ -26,7 +26,7 @@ from chatforge.errors import Conflict, Invalid
 from chatforge.services.access import OPEN
 from chatforge.services.messages import BODY_MAX, MessageService
 from chatforge.services.support import SupportService
-from chatforge.store.bulk import Bulk, among, padded, unindexed
+from chatforge.store.bulk import among, padded, unindexed
 from chatforge.store.database import Database
 from chatforge.store.models import (
     Conversation,
@@ -36,6 +36,7 @@ from chatforge.store.models import (
     User,
 )
 from chatforge.store.types import utcnow
+from chatforge.store.write_lane import Statements
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +53,7 @@ def _open_handoffs(size: int) -> Select[int, int]:
             # Found through the owners' index, not by reading every open support conversation.
             unindexed(Conversation.kind) == ConversationKind.support,
             among(Conversation.owner_id, "owner", size),
-            # Not IN (a list parameter is expanded per execution, which Bulk does not do).
+            # Not IN (a list parameter is expanded per execution, which the write lane does not do).
             or_(*(unindexed(Conversation.status) == status for status in sorted(OPEN))),
             Conversation.channel != WEB,
         )
@@ -103,8 +104,8 @@ class SupportHandoffDesk:
         place = f"; you are number {found[0]} in the queue" if found else ""
         return f"A mentor will answer you {here} shortly{place}."
 
-    async def conversations_for(
-        self, session: AsyncSession, user_ids: Collection[int]
+    def conversations_for(
+        self, statements: Statements, user_ids: Collection[int]
     ) -> dict[int, int]:
         """Each user's open hand-off on a messaging channel, read in the caller's transaction.
 
@@ -113,14 +114,9 @@ class SupportHandoffDesk:
         """
         if not user_ids:
             return {}
-        bulk = await Bulk.of(session)
         size, owners = padded("owner", user_ids)
-        found = await bulk.rows(_open_handoffs(size), owners)
+        found = statements.rows(_open_handoffs(size), owners)
         return {int(owner): int(conversation) for owner, conversation in found}
-
-    async def conversation_for(self, session: AsyncSession, user_id: int) -> int | None:
-        """One user's open hand-off on a messaging channel (see ``conversations_for``)."""
-        return (await self.conversations_for(session, [user_id])).get(user_id)
 
     async def open_conversation_of(self, user_id: int) -> int | None:
         """The user's open support conversation on any channel (for links to it), or None."""

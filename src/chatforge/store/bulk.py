@@ -1,17 +1,17 @@
 """Bulk statements of one write transaction, cheap on SQLite.
 
-A batch of webhooks (``chatforge.channels.batching``) is a dozen statements over hundreds of
-rows. Through SQLAlchemy's asyncio layer each statement costs several hundred microseconds on
-SQLite (four thread hops into aiosqlite's worker, plus result and parameter machinery) and each
-row of an ``executemany`` several more (a parameter dict rebuilt per row): together more than
-the rest of a webhook. :class:`Bulk` runs the same Core statements, compiled by SQLAlchemy once
-per statement, straight on the aiosqlite connection of the session's transaction (reached
-through SQLAlchemy's public ``get_raw_connection().driver_connection``): one hop per statement,
-values converted with the column types' own bind and result processors. On other databases it
-hands them to SQLAlchemy unchanged, so one definition serves both.
+A batch of webhooks or of messages is a dozen statements over hundreds of rows. Through
+SQLAlchemy's execution machinery each row of an ``executemany`` costs several microseconds (a
+parameter dict rebuilt per row) and each statement more. The write lane
+(``chatforge.store.write_lane.DriverStatements``) runs the same Core statements, compiled by
+SQLAlchemy once per statement (:func:`compiled_form`), straight on its ``sqlite3`` connection,
+with values converted by the column types' own bind and result processors
+(:func:`driver_values`, :func:`python_rows`) and inserts sent as a few multi-row statements
+(:func:`multi_row`). On other databases the same statements go to SQLAlchemy unchanged, so one
+definition serves both.
 
 Statements must be built once (module constants, or factories cached per size, see
-:func:`among`): they are the keys of the compiled cache. Rows of :meth:`Bulk.run` name every
+:func:`among`): they are the keys of the compiled cache. Rows of ``Statements.run`` name every
 column they write (column defaults are not applied), and statements compiled here have no
 ``IN`` with an expanding parameter: :func:`among` pads lists to a few sizes instead.
 """
@@ -26,7 +26,6 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, Delete, Insert, Select, TextClause, Update, bindparam
 from sqlalchemy.engine import Dialect
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import QueryableAttribute
 from sqlalchemy.sql.compiler import SQLCompiler
@@ -36,7 +35,6 @@ from sqlalchemy.sql.selectable import TextualSelect
 AnySelect = Select[*tuple[Any, ...]]
 Statement = AnySelect | Insert | Update | Delete | TextClause | TextualSelect
 Processor = Callable[[Any], Any]
-_KEY = "chatforge_bulk"
 _MISSING = object()
 # Few sizes, so few statements to compile and cache; a batch's lists fit the largest.
 _SIZES = (8, 32, 128, 512)
@@ -136,78 +134,18 @@ def compiled_form(statement: Statement, keys: tuple[str, ...], dialect: Dialect)
     return entry
 
 
-class Bulk:
-    def __init__(self, connection: AsyncConnection, driver: Any) -> None:
-        self.connection = connection
-        # The aiosqlite connection under SQLAlchemy's, or None on other databases.
-        self._driver = driver
-
-    @classmethod
-    async def of(cls, session: AsyncSession) -> Bulk:
-        """The bulk runner of ``session``'s transaction (begun here if it was not yet)."""
-        bulk = session.info.get(_KEY)
-        if isinstance(bulk, Bulk):
-            return bulk
-        connection = await session.connection()
-        driver = None
-        if connection.dialect.name == "sqlite" and connection.dialect.driver == "aiosqlite":
-            driver = (await connection.get_raw_connection()).driver_connection
-        bulk = session.info[_KEY] = cls(connection, driver)
-        return bulk
-
-    async def rows(
-        self, statement: AnySelect, params: Mapping[str, Any] | None = None
-    ) -> list[tuple[Any, ...]]:
-        """The rows ``statement`` selects, as tuples of Python values."""
-        if self._driver is None:
-            result = await self.connection.execute(statement, dict(params or {}))
-            return [tuple(row) for row in result]
-        compiled = compiled_form(statement, (), self.connection.dialect)
-        found = await self._driver.execute_fetchall(
-            compiled.sql, driver_values(compiled, [params or {}])[0]
-        )
-        return python_rows(compiled, found)
-
-    async def run(
-        self, statement: Insert | Update | Delete, rows: Sequence[Mapping[str, Any]]
-    ) -> None:
-        """Execute ``statement`` once per row (inserts as multi-row VALUES); nothing if no rows."""
-        if not rows:
-            return
-        if self._driver is None:
-            await self.connection.execute(statement, [dict(row) for row in rows])
-            return
-        compiled = compiled_form(statement, tuple(rows[0]), self.connection.dialect)
-        values = driver_values(compiled, rows)
-        chunks = multi_row(compiled.sql, values, exact_tail=True)
-        if chunks is not None:
-            for sql, params in chunks:
-                await self._driver.execute_fetchall(sql, params)
-            return
-        if len(values) == 1:
-            # One hop instead of two (executemany leaves a cursor to close): small batches are
-            # the quiet hours, when each message's latency is its batch's.
-            await self._driver.execute_fetchall(compiled.sql, values[0])
-            return
-        cursor = await self._driver.executemany(compiled.sql, values)
-        await cursor.close()
-
-
 # Rows per multi-row INSERT, largest first: a few statement shapes (each prepared once) cover
 # every batch, and 64 rows of even a wide table stay under SQLite's oldest parameter limit (999).
 _CHUNK_SIZES = (64, 16, 4, 1)
 
 
-def multi_row(
-    sql: str, values: Sequence[tuple[Any, ...]], *, exact_tail: bool = False
-) -> list[tuple[str, list[Any]]] | None:
+def multi_row(sql: str, values: Sequence[tuple[Any, ...]]) -> list[tuple[str, list[Any]]] | None:
     """The rows ``values`` of the single-row insert ``sql`` as a few multi-row ``VALUES``
     statements and their parameters; None for one row, or when ``sql`` is not a plain insert.
 
     One step of SQLite per statement instead of one per row (``executemany`` resets, binds and
     releases the GIL for each): about 2.5 times cheaper per row. Chunks of 64, 16, 4 and 1 rows
-    keep the statement shapes few; with ``exact_tail`` what is left after the chunks of 64 goes
-    as one statement of its own size, for callers that pay a thread hop per statement.
+    keep the statement shapes few.
     """
     head, group = _values_clause(sql)
     if not group or len(values) < 2:
@@ -215,9 +153,7 @@ def multi_row(
     statements = []
     start = 0
     for size in _CHUNK_SIZES:
-        if exact_tail and size < _CHUNK_SIZES[0]:
-            size = len(values) - start
-        while size and len(values) - start >= size:
+        while len(values) - start >= size:
             chunk = values[start : start + size]
             start += size
             statements.append(

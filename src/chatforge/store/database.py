@@ -26,10 +26,9 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
-from sqlalchemy.orm import Session
 
 from chatforge.store.checkpoints import Checkpointer
-from chatforge.store.write_lane import ConnectionStatements, Statements, WriteLane
+from chatforge.store.write_lane import SessionSteps, Statements, Steps, WriteLane, in_session
 
 _WRITE = "chatforge_write"
 T = TypeVar("T")
@@ -112,7 +111,25 @@ class Database:
                 self.checkpointer.written()
             return result
         async with self.write() as session:
-            return await session.run_sync(_on_connection, work)
+            return await session.run_sync(in_session, work)
+
+    @asynccontextmanager
+    async def steps(self) -> AsyncIterator[Steps]:
+        """A write transaction as a few synchronous steps, ``await steps.run(work)``, with async
+        work between them; it commits when the block ends without an exception.
+
+        On a SQLite file each step is one hop to the write lane, which holds the write turn
+        (and so SQLite's lock) from the first step to the commit.
+        """
+        if self._lane is None:
+            async with self.write() as session:
+                yield SessionSteps(session)
+            return
+        assert self._write_turn is not None
+        async with self._write_turn, self._lane.steps() as steps:
+            yield steps
+        if self.checkpointer is not None:
+            self.checkpointer.written()
 
     async def dispose(self) -> None:
         if self.checkpointer is not None:
@@ -120,10 +137,6 @@ class Database:
         if self._lane is not None:
             await self._lane.close()
         await self.engine.dispose()
-
-
-def _on_connection(session: Session, work: Callable[[Statements], T]) -> T:
-    return work(ConnectionStatements(session.connection()))
 
 
 def _prepare_sqlite(

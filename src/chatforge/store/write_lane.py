@@ -14,6 +14,10 @@ per transaction. Statements are SQLAlchemy Core constructs compiled once (``stor
 values converted by the column types' own processors. Elsewhere (PostgreSQL, in-memory SQLite)
 the same function runs in a session's transaction through ``run_sync``, so callers are written
 once for both.
+
+A transaction that must wait for async work half-way (a batch of webhooks: read, let the bots
+step, write) is written as :class:`Steps` (``Database.steps()``): each ``run(work)`` is one such
+function, one hop, in the same transaction, which commits when the block ends.
 """
 
 from __future__ import annotations
@@ -21,12 +25,15 @@ from __future__ import annotations
 import asyncio
 import functools
 import sqlite3
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from contextlib import asynccontextmanager
 from typing import Any, Protocol, TypeVar
 
 from sqlalchemy import Connection, Insert
 from sqlalchemy.engine import Dialect
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, StatementError
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 
 from chatforge.store.bulk import (
     Statement,
@@ -55,6 +62,14 @@ class Statements(Protocol):
 
     def insert_ids(self, statement: Insert, rows: Sequence[Mapping[str, Any]]) -> list[int]:
         """Insert ``rows`` and return the integer primary key given to each, in row order."""
+        ...
+
+
+class Steps(Protocol):
+    """One write transaction, run as synchronous functions with async work between them."""
+
+    async def run(self, work: Callable[[Statements], T]) -> T:
+        """``work(statements)`` in the transaction; its result (not yet committed)."""
         ...
 
 
@@ -144,7 +159,25 @@ class WriteLane:
 
     async def run(self, work: Callable[[Statements], T]) -> T:
         """``work`` in one transaction on the lane's thread; its result once committed."""
-        future = self._thread.call(functools.partial(self._transact, work))
+        return await self._settle(functools.partial(self._transact, work))
+
+    @asynccontextmanager
+    async def steps(self) -> AsyncIterator[Steps]:
+        """A transaction whose ``run(work)`` calls take one hop each: the first begins it, and
+        it commits when the block ends (rolls back when the block raises)."""
+        steps = _LaneSteps(self)
+        try:
+            yield steps
+        except BaseException:
+            if steps.begun:
+                await self._settle(functools.partial(self._end, "ROLLBACK"))
+            raise
+        if steps.begun:
+            await self._settle(functools.partial(self._end, "COMMIT"))
+
+    async def _settle(self, function: Callable[[], T]) -> T:
+        """``function`` on the lane's thread, seen through to its end even if we are cancelled."""
+        future = self._thread.call(function)
         try:
             return await asyncio.shield(future)
         except asyncio.CancelledError:
@@ -154,25 +187,68 @@ class WriteLane:
             raise
 
     def _transact(self, work: Callable[[Statements], T]) -> T:
+        try:
+            result = self._step(work, begin=True)
+        except BaseException:
+            self._end("ROLLBACK")
+            raise
+        self._end("COMMIT")
+        return result
+
+    def _step(self, work: Callable[[Statements], T], *, begin: bool) -> T:
         statements = self._statements
         if statements is None:
             statements = DriverStatements(self._thread.connection(), self._dialect)
             self._statements = statements
-        connection = statements.connection
-        connection.execute("BEGIN IMMEDIATE")
         try:
-            result = work(statements)
-            connection.execute("COMMIT")
-        except BaseException as error:
+            if begin:
+                statements.connection.execute("BEGIN IMMEDIATE")
+            return work(statements)
+        except sqlite3.Error as error:
+            raise _as_dbapi_error(error) from error
+
+    def _end(self, command: str) -> None:
+        """``COMMIT`` or ``ROLLBACK`` the lane's transaction, if one is open."""
+        connection = self._thread.connection()
+        try:
+            if connection.in_transaction:
+                connection.execute(command)
+        except sqlite3.Error as error:
             if connection.in_transaction:  # a failed COMMIT may leave it open, or not
                 connection.execute("ROLLBACK")
-            if isinstance(error, sqlite3.Error):
-                # As SQLAlchemy would raise it (IntegrityError, OperationalError...), so callers
-                # handle one family of errors whichever way their transaction ran.
-                raise DBAPIError.instance(None, None, error, sqlite3.Error) from error
-            raise
-        return result
+            raise _as_dbapi_error(error) from error
 
     async def close(self) -> None:
         self._statements = None
         await self._thread.close()
+
+
+class _LaneSteps:
+    def __init__(self, lane: WriteLane) -> None:
+        self._lane = lane
+        self.begun = False
+
+    async def run(self, work: Callable[[Statements], T]) -> T:
+        begin, self.begun = not self.begun, True
+        return await self._lane._settle(functools.partial(self._lane._step, work, begin=begin))
+
+
+class SessionSteps:
+    """:class:`Steps` in a session's transaction (PostgreSQL, in-memory SQLite)."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def run(self, work: Callable[[Statements], T]) -> T:
+        return await self.session.run_sync(in_session, work)
+
+
+def in_session(session: Session, work: Callable[[Statements], T]) -> T:
+    """``work`` on the connection of ``session``'s transaction (for ``run_sync``)."""
+    return work(ConnectionStatements(session.connection()))
+
+
+def _as_dbapi_error(error: sqlite3.Error) -> StatementError:
+    # As SQLAlchemy would raise it (IntegrityError, OperationalError...), so callers handle one
+    # family of errors whichever way their transaction ran.
+    return DBAPIError.instance(None, None, error, sqlite3.Error)
