@@ -79,13 +79,18 @@ class GroupCommit(Generic[Tx, Item, Result]):
         Raises what handling the item raised when it fails in a transaction of its own (the
         transaction rolled back: nothing of it is stored).
         """
-        loop = asyncio.get_running_loop()
+        writer = self._writer
+        if writer is None or writer.done():
+            loop = asyncio.get_running_loop()
+            writer = self._writer = loop.create_task(self._run(), name="group-commit writer")
+        else:
+            # The writer's loop is the caller's: ``get_running_loop`` asks the kernel for the
+            # process id each time (a syscall per webhook), the task does not.
+            loop = writer.get_loop()
+            if self._wakeup is not None and not self._wakeup.done():
+                self._wakeup.set_result(None)
         future: asyncio.Future[Result] = loop.create_future()
         self._queue.append((item, future))
-        if self._writer is None or self._writer.done():
-            self._writer = loop.create_task(self._run(), name="group-commit writer")
-        elif self._wakeup is not None and not self._wakeup.done():
-            self._wakeup.set_result(None)
         return await future
 
     async def close(self) -> None:

@@ -110,7 +110,9 @@ def make_challenge_bot(
     library: ChallengeLibrary, quota: RollingQuota, *, rng: random.Random | None = None
 ) -> BotDefinition:
     """The challenge bot over ``library``, with ``quota`` counted requests per window."""
-    pick = rng or random.SystemRandom()
+    # Which practice challenge comes next needs no secrecy: the module's generator, not the
+    # system's (``SystemRandom`` asks the kernel for every pick, a syscall per webhook).
+    pick = rng or random.Random()
     examples = ", ".join(library.examples())
     hours = int(quota.window.total_seconds() // 3600)
     bot = BotBuilder(
