@@ -88,10 +88,8 @@ class GroupCommit(Generic[ItemT, ResultT]):
         """Queue ``item`` for the next batch; returns its result once its batch committed."""
         if self._closing:
             raise GroupCommitClosed(f"{self.name} is closed")
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[ResultT] = loop.create_future()
+        future: asyncio.Future[ResultT] = self._writer_loop().create_future()
         self._queue.append(_Pending(item, future))
-        self._ensure_writer(loop)
         self._wake.set()
         # Cancelling this await cancels the future: the writer then skips the item if it has
         # not taken it yet, and otherwise commits it and simply has nobody to tell.
@@ -106,12 +104,18 @@ class GroupCommit(Generic[ItemT, ResultT]):
         self._wake.set()
         await asyncio.shield(writer)
 
-    def _ensure_writer(self, loop: asyncio.AbstractEventLoop) -> None:
-        # Started lazily so the writer lives in the loop of its callers, not of whoever built
-        # this object (tests and the CLI build the context before a loop runs).
-        if self._writer is None or self._writer.done():
+    def _writer_loop(self) -> asyncio.AbstractEventLoop:
+        """The loop of the writer task, which is started here if it is not running."""
+        writer = self._writer
+        if writer is None or writer.done():
+            # Started lazily so the writer lives in the loop of its callers, not of whoever
+            # built this object (tests and the CLI build the context before a loop runs).
             self._wake = asyncio.Event()
-            self._writer = loop.create_task(self._run(), name=self.name)
+            writer = asyncio.get_running_loop().create_task(self._run(), name=self.name)
+            self._writer = writer
+        # Not ``get_running_loop()`` for every item: it asks the kernel for the process id
+        # each time (a syscall per message on Python 3.11); the task knows its loop.
+        return writer.get_loop()
 
     async def _run(self) -> None:
         batch: list[_Pending[ItemT, ResultT]] = []
