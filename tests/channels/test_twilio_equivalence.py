@@ -4,13 +4,13 @@ input (they replaced them for speed, not to behave differently)."""
 
 from __future__ import annotations
 
-from urllib.parse import parse_qsl, quote_plus
+from urllib.parse import parse_qsl, quote_plus, urlparse
 
 import httpx
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from twilio.request_validator import RequestValidator
+from twilio.request_validator import RequestValidator, add_port, remove_port
 from twilio.twiml.messaging_response import MessagingResponse
 
 from chatforge.channels.twilio_whatsapp import (
@@ -53,7 +53,7 @@ def test_a_signature_is_accepted_exactly_when_twilios_validator_accepts_it(
     params = params_of(pairs)
     validator = RequestValidator(TOKEN)
     # Twilio may sign the URL with or without the default port.
-    signed_url = whatsapp._signed_urls[1 if use_port else 0]
+    signed_url = (add_port if use_port else remove_port)(urlparse(whatsapp.url))
     good = validator.compute_signature(signed_url, params, algorithm)
     header = f"key=k1,algorithm={algorithm}" if algorithm else None
     for signature in (good, good[:-2] + "AA", validator.compute_signature("https://x", params)):

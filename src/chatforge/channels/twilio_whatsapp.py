@@ -73,8 +73,9 @@ class TwilioWhatsApp(Channel):
         self.http = http
         self._key = self.auth_token.encode() if self.auth_token else None
         # Twilio signs with or without the default port, depending on the service: both count.
+        # The URL as configured comes first, so a signature over it costs one HMAC, not two.
         parsed = urlparse(self.url)
-        self._signed_urls = (remove_port(parsed), add_port(parsed))
+        self._signed_urls = tuple(dict.fromkeys((self.url, remove_port(parsed), add_port(parsed))))
 
     def verify(
         self, params: FormParams, signature: str | None, settings_header: str | None = None
