@@ -317,6 +317,17 @@ class BotRuntime:
             return []
         now = self.clock()
         standings = await transaction.run(lambda statements: self.load(statements, requests, now))
+        return await self.step_and_store(transaction, requests, standings, now)
+
+    async def step_and_store(
+        self,
+        transaction: BotTransaction,
+        requests: Sequence[BotRequest],
+        standings: Standings,
+        now: datetime,
+    ) -> list[BotReply]:
+        """The rest of a batch once ``load`` read its ``standings`` in ``transaction``: step
+        the bots, then write their outcomes in one more step."""
         stepped = await self.step_batch(requests, standings, now)
         envelopes = await transaction.run(lambda statements: self.store(statements, stepped))
         transaction.envelopes.extend(envelopes)

@@ -141,12 +141,8 @@ class ChannelGateway:
             lambda statements: self._read(statements, batch, now)
         )
         if requests:
-            stepped = await self.runtime.step_batch(requests, standings, now)
-            envelopes = await transaction.run(
-                lambda statements: self.runtime.store(statements, stepped)
-            )
-            transaction.envelopes.extend(envelopes)
-            for handled, reply in zip(answered, stepped.replies, strict=True):
+            replies = await self.runtime.step_and_store(transaction, requests, standings, now)
+            for handled, reply in zip(answered, replies, strict=True):
                 handled.reply = reply
         return results
 
