@@ -65,17 +65,19 @@ async def receive_body(receive: Receive, declared: str | None, limit: int) -> by
     """The raw body, refusing more than ``limit`` bytes without reading them all."""
     if declared is not None and (not declared.isdigit() or int(declared) > limit):
         raise PayloadTooLarge(f"The body is over {limit} bytes.")
-    body = b""
+    chunks: list[bytes] = []
+    size = 0
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":
             raise ClientDisconnect()
         chunk: bytes = message.get("body", b"")
-        body += chunk
-        if len(body) > limit:
+        size += len(chunk)
+        if size > limit:
             raise PayloadTooLarge(f"The body is over {limit} bytes.")
+        chunks.append(chunk)
         if not message.get("more_body", False):
-            return body
+            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
 async def read_body(request: Request, limit: int) -> bytes:
