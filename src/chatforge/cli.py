@@ -29,6 +29,7 @@ from chatforge.services.selection import ConversationSelection
 from chatforge.settings import SettingsError, load_settings
 from chatforge.store import migrate
 from chatforge.store.models import ConversationKind, ConversationStatus, Rating, Role
+from chatforge.web.http_protocol import OneWriteHttpProtocol
 
 app = typer.Typer(help="chatforge: conversations between people and bots.", no_args_is_help=True)
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
@@ -101,6 +102,8 @@ def serve(
         port=port,
         workers=workers,
         proxy_headers=False,
+        # uvicorn's httptools protocol, head and body in one write (web/http_protocol.py).
+        http=OneWriteHttpProtocol,
         # uvicorn's sans-I/O protocol plus the frame writer the fan-out uses (realtime/wire.py).
         ws=DirectFrameProtocol,
         ws_max_size=64 * 1024,

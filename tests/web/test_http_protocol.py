@@ -1,0 +1,160 @@
+"""Each HTTP answer's head and body leave in one write (web/http_protocol.py), and nothing else
+about uvicorn's protocol changes: late bodies, streaming, closing and WebSocket upgrades."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import os
+from typing import Any
+
+import uvicorn
+from uvicorn.server import ServerState
+
+from chatforge.realtime.wire import DirectFrameProtocol
+from chatforge.web.http_protocol import CoalescedWrites, OneWriteHttpProtocol
+
+
+class RecordingTransport:
+    """The part of an asyncio transport uvicorn's protocols use, recording every write."""
+
+    def __init__(self) -> None:
+        self.writes: list[bytes] = []
+        self.closed = False
+        self.protocol: Any = None
+
+    def write(self, data: bytes) -> None:
+        assert not self.closed, "write after close"
+        self.writes.append(bytes(data))
+
+    def close(self) -> None:
+        self.closed = True
+
+    def is_closing(self) -> bool:
+        return self.closed
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return {"sockname": ("127.0.0.1", 8000), "peername": ("127.0.0.1", 50000)}.get(
+            name, default
+        )
+
+    def pause_reading(self) -> None:
+        pass
+
+    def resume_reading(self) -> None:
+        pass
+
+    def set_protocol(self, protocol: Any) -> None:
+        self.protocol = protocol
+
+
+async def next_step() -> None:
+    """Let the event loop run everything already scheduled, twice over."""
+    for _ in range(2):
+        await asyncio.sleep(0)
+
+
+async def test_writes_in_one_step_leave_as_one() -> None:
+    raw = RecordingTransport()
+    coalesced = CoalescedWrites(raw, asyncio.get_running_loop())  # type: ignore[arg-type]
+    coalesced.write(b"HTTP/1.1 200 OK\r\n\r\n")
+    coalesced.write(b"body")
+    assert raw.writes == [b"HTTP/1.1 200 OK\r\n\r\nbody"]
+    await next_step()
+    assert raw.writes == [b"HTTP/1.1 200 OK\r\n\r\nbody"]
+
+
+async def test_a_lone_write_leaves_at_the_next_step() -> None:
+    raw = RecordingTransport()
+    coalesced = CoalescedWrites(raw, asyncio.get_running_loop())  # type: ignore[arg-type]
+    coalesced.write(bytearray(b"head"))
+    assert raw.writes == []
+    await next_step()
+    assert raw.writes == [b"head"]
+
+
+async def test_close_sends_what_is_held_first_and_later_writes_are_dropped() -> None:
+    raw = RecordingTransport()
+    coalesced = CoalescedWrites(raw, asyncio.get_running_loop())  # type: ignore[arg-type]
+    coalesced.write(b"last words")
+    coalesced.close()
+    assert raw.writes == [b"last words"] and raw.closed
+    coalesced.write(b"too late")
+    await next_step()
+    assert raw.writes == [b"last words"]
+
+
+async def test_other_attributes_are_the_transports_own() -> None:
+    raw = RecordingTransport()
+    coalesced = CoalescedWrites(raw, asyncio.get_running_loop())  # type: ignore[arg-type]
+    assert coalesced.get_extra_info("peername") == ("127.0.0.1", 50000)
+    assert coalesced.is_closing() is False
+
+
+async def late_body(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """An app that streams: the head, then two chunks with a pause in between."""
+    if scope["type"] != "http":
+        return
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": b"first", "more_body": True})
+    await asyncio.sleep(0.05)
+    await send({"type": "http.response.body", "body": b"second"})
+
+
+async def fixed(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    if scope["type"] != "http":
+        return
+    await send(
+        {"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"2")]}
+    )
+    await send({"type": "http.response.body", "body": b"ok"})
+
+
+def protocol_for(app: Any) -> tuple[OneWriteHttpProtocol, RecordingTransport]:
+    config = uvicorn.Config(
+        app, http=OneWriteHttpProtocol, ws=DirectFrameProtocol, lifespan="off", log_level="error"
+    )
+    config.load()
+    protocol = OneWriteHttpProtocol(
+        config=config,
+        server_state=ServerState(),
+        app_state={},
+        _loop=asyncio.get_running_loop(),
+    )
+    raw = RecordingTransport()
+    protocol.connection_made(raw)  # type: ignore[arg-type]
+    return protocol, raw
+
+
+async def test_uvicorn_sends_a_whole_answer_in_one_write() -> None:
+    protocol, raw = protocol_for(fixed)
+    protocol.data_received(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n")
+    await asyncio.sleep(0.01)
+    [answer] = raw.writes
+    assert answer.startswith(b"HTTP/1.1 200 OK\r\n") and answer.endswith(b"\r\n\r\nok")
+    # Keep-alive: the next request on the connection is answered the same way.
+    protocol.data_received(b"GET / HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+    await asyncio.sleep(0.01)
+    assert len(raw.writes) == 2 and raw.writes[1].endswith(b"ok") and raw.closed
+
+
+async def test_a_streamed_body_is_not_held_back() -> None:
+    protocol, raw = protocol_for(late_body)
+    protocol.data_received(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n")
+    await asyncio.sleep(0.02)
+    # The head and the first chunk went out together, without waiting for the second.
+    [first] = raw.writes
+    assert b"transfer-encoding: chunked" in first and first.endswith(b"5\r\nfirst\r\n")
+    await asyncio.sleep(0.08)
+    assert raw.writes[1:] == [b"6\r\nsecond\r\n0\r\n\r\n"]
+
+
+async def test_an_upgraded_websocket_writes_to_the_socket_itself() -> None:
+    protocol, raw = protocol_for(fixed)
+    key = base64.b64encode(os.urandom(16))
+    protocol.data_received(
+        b"GET /ws HTTP/1.1\r\nhost: x\r\nupgrade: websocket\r\nconnection: Upgrade\r\n"
+        b"sec-websocket-key: " + key + b"\r\nsec-websocket-version: 13\r\n\r\n"
+    )
+    assert isinstance(raw.protocol, DirectFrameProtocol)
+    assert raw.protocol.transport is raw
