@@ -62,13 +62,13 @@ async def one_batch(ctx: AppContext, messages: Sequence[InboundMessage]) -> list
         return await handle(transaction, batch)
 
     handle = ctx.channels._handle_batch
-    ctx.channels.batches._flush = spy
+    ctx.channels._handle_batch = spy  # type: ignore[method-assign]
     try:
         results = await asyncio.gather(
             *(ctx.channels.receive(m) for m in messages), return_exceptions=True
         )
     finally:
-        ctx.channels.batches._flush = handle
+        del ctx.channels._handle_batch  # the class's own again
     assert started[0] == len(messages)
     return results
 
@@ -153,7 +153,7 @@ async def test_a_message_that_cannot_be_stored_fails_alone(
     assert isinstance(failed, RuntimeError)
     assert first.replies[1].startswith("Python · easy")
     assert last.replies[1].startswith("Send a category and a level")
-    assert "handling its items one by one" in caplog.text
+    assert "batch of 3 failed" in caplog.text and "retrying one by one" in caplog.text
     # Nothing of the failed message: no claim, no account, no interaction, no transcript.
     claimed = await rows(ctx, select(InboundRow.message_id))
     assert sorted(sid for (sid,) in claimed) == sorted(m.message_id for m in good)
@@ -322,3 +322,18 @@ def test_concurrent_webhooks_are_each_answered_and_a_failing_one_gets_a_5xx(
         if i != 3:
             assert twiml(response)[1].startswith("Python · easy"), i
     assert count_rows(api, BotInteraction) == 7
+
+
+async def test_a_broker_failure_after_the_commit_still_answers_and_stores_once(
+    ctx: AppContext, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def away(envelope: Envelope) -> None:
+        raise ConnectionError("broker away")
+
+    monkeypatch.setattr(ctx.broker, "publish", away)
+    [delivery] = await one_batch(ctx, [whatsapp("python easy", "+27829990001")])
+    assert isinstance(delivery, Delivery)
+    assert delivery.replies[1].startswith("Python · easy")
+    # Committed is committed: the batch was not handled again because publishing failed.
+    assert await total(ctx, BotInteraction) == 1
+    assert "committed bot events failed" in caplog.text

@@ -24,10 +24,11 @@ from chatforge.context import AppContext, build_context
 from chatforge.errors import ChatforgeError, Conflict, Forbidden, Invalid, NotFound
 from chatforge.realtime.envelope import Envelope, conversation_topic
 from chatforge.services.eventlog import envelope_of
-from chatforge.services.message_writer import Draft, Stored
+from chatforge.services.message_writer import Draft, Stored, flush_drafts
 from chatforge.services.messages import PostedMessage, PostResult
 from chatforge.settings import Settings, load_settings
 from chatforge.store import migrate
+from chatforge.store.group_commit import in_one_transaction
 from chatforge.store.models import Conversation, Event, Message, Role, Topic, User
 from chatforge.store.write_lane import Statements
 from tests.factories import make_topic, make_user
@@ -112,14 +113,14 @@ class Batches:
         self.drafts: list[list[Draft]] = []
         self.retried: list[Draft] = []
         group = ctx.messages.writer.group
-        flush, fallback = group.flush, group.fallback
+        fallback = group.fallback
         assert fallback is not None
         # Raised by the first batches after they wrote everything, before their commit.
         failing = iter(failures)
 
         def flush_and_record(statements: Statements, drafts: Sequence[Draft]) -> list[Any]:
             self.drafts.append(list(drafts))
-            results = list(flush(statements, drafts))
+            results = list(flush_drafts(statements, drafts))
             error = next(failing, None)
             if error is not None:
                 raise error
@@ -129,7 +130,8 @@ class Batches:
             self.retried.append(draft)
             return await fallback(draft)
 
-        group.flush, group.fallback = flush_and_record, retry_and_record
+        group.commit = in_one_transaction(ctx.db, flush_and_record)
+        group.fallback = retry_and_record
 
     @property
     def sizes(self) -> list[int]:

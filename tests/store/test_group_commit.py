@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import text
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 
 from chatforge.store.database import Database
-from chatforge.store.group_commit import GroupCommit, GroupCommitClosed
+from chatforge.store.group_commit import GroupCommit, GroupCommitClosed, in_one_transaction
 from chatforge.store.write_lane import Statements
 
 TIMEOUT = 10  # seconds: the one timeout unit of the async tests here
@@ -65,7 +65,7 @@ async def test_concurrent_submits_share_a_transaction_and_each_gets_its_result(
     db: Database,
 ) -> None:
     flush = Recorder()
-    group: GroupCommit[str, str] = GroupCommit(db, flush)
+    group: GroupCommit[str, str] = GroupCommit(in_one_transaction(db, flush))
     names = [f"item{n}" for n in range(100)]
 
     results = await asyncio.wait_for(asyncio.gather(*map(group.submit, names)), TIMEOUT)
@@ -87,7 +87,7 @@ async def test_no_caller_is_resolved_before_the_commit(db: Database) -> None:
         done_while_writing.extend(task.done() for task in tasks)
         return record(statements, items)
 
-    group: GroupCommit[str, str] = GroupCommit(db, flush)
+    group: GroupCommit[str, str] = GroupCommit(in_one_transaction(db, flush))
     tasks.extend(asyncio.create_task(group.submit(f"item{n}")) for n in range(20))
     await asyncio.wait_for(asyncio.gather(*tasks), TIMEOUT)
     await group.close()
@@ -102,7 +102,7 @@ async def test_a_failed_commit_acks_nothing_and_stores_nothing(db: Database) -> 
         statements.run(DANGLING_REFERENCE, [{}])  # fails the COMMIT, not this statement
         return results
 
-    group: GroupCommit[str, str] = GroupCommit(db, flush)
+    group: GroupCommit[str, str] = GroupCommit(in_one_transaction(db, flush))
     results = await asyncio.wait_for(
         asyncio.gather(*(group.submit(f"item{n}") for n in range(10)), return_exceptions=True),
         TIMEOUT,
@@ -125,7 +125,9 @@ async def test_a_batch_that_fails_is_retried_item_by_item(db: Database) -> None:
         published.append(results)
 
     group: GroupCommit[str, str] = GroupCommit(
-        db, flush, fallback=lambda name: insert_alone(db, name), after_commit=after_commit
+        in_one_transaction(db, flush),
+        fallback=lambda name: insert_alone(db, name),
+        after_commit=after_commit,
     )
     names = ["a", "twin", "b", "twin", "c"]
     results = await asyncio.wait_for(
@@ -140,8 +142,53 @@ async def test_a_batch_that_fails_is_retried_item_by_item(db: Database) -> None:
     assert published == []  # nothing of the rolled-back batch is announced
 
 
+@pytest.mark.parametrize(
+    "outage",
+    [OSError(28, "No space left on device"), OperationalError("COMMIT", {}, Exception("locked"))],
+)
+async def test_when_the_database_fails_the_batch_is_not_retried_item_by_item(
+    db: Database, outage: Exception
+) -> None:
+    flush = Recorder()
+    retried: list[str] = []
+
+    def failing(statements: Statements, items: Sequence[str]) -> list[str | Exception]:
+        flush(statements, items)
+        if len(flush.batches) == 1:
+            raise outage
+        return [item.upper() for item in items]
+
+    async def alone(name: str) -> str:
+        retried.append(name)
+        return await insert_alone(db, name)
+
+    group: GroupCommit[str, str] = GroupCommit(in_one_transaction(db, failing), fallback=alone)
+    results = await asyncio.wait_for(
+        asyncio.gather(*map(group.submit, ["a", "b", "c"]), return_exceptions=True), TIMEOUT
+    )
+    assert all(result is outage for result in results), results
+    assert retried == [] and await stored(db) == []
+    # The writer lives on: the next batch commits.
+    assert await asyncio.wait_for(group.submit("d"), TIMEOUT) == "D"
+    await group.close()
+    assert await stored(db) == ["d"]
+
+
+async def test_a_commit_that_miscounts_its_results_fails_every_caller(db: Database) -> None:
+    async def short(items: Sequence[str]) -> list[str]:
+        return []
+
+    group: GroupCommit[str, str] = GroupCommit(short)
+    results = await asyncio.wait_for(
+        asyncio.gather(group.submit("a"), group.submit("b"), return_exceptions=True), TIMEOUT
+    )
+    await group.close()
+    assert all(isinstance(r, RuntimeError) for r in results)
+    assert "0 results for a batch of 2" in str(results[0])
+
+
 async def test_a_refused_item_fails_alone_and_its_neighbours_commit(db: Database) -> None:
-    group: GroupCommit[str, str] = GroupCommit(db, Recorder())
+    group: GroupCommit[str, str] = GroupCommit(in_one_transaction(db, Recorder()))
     results = await asyncio.wait_for(
         asyncio.gather(*map(group.submit, ["x", "bad", "y"]), return_exceptions=True), TIMEOUT
     )
@@ -164,7 +211,9 @@ async def test_after_commit_runs_once_per_batch_before_the_acks_and_its_errors_a
         assert not any(task.done() for task in tasks)  # not yet acked
         raise RuntimeError("broker away")
 
-    group: GroupCommit[str, str] = GroupCommit(db, Recorder(), after_commit=after_commit)
+    group: GroupCommit[str, str] = GroupCommit(
+        in_one_transaction(db, Recorder()), after_commit=after_commit
+    )
     tasks.extend(asyncio.create_task(group.submit(name)) for name in ["p", "q"])
     results = await asyncio.wait_for(asyncio.gather(*tasks), TIMEOUT)
     await group.close()
@@ -185,7 +234,9 @@ async def test_cancelled_callers_lose_nothing_for_the_others(db: Database) -> No
             in_flight.set()
             await gate.wait()
 
-    group: GroupCommit[str, str] = GroupCommit(db, Recorder(), after_commit=after_commit)
+    group: GroupCommit[str, str] = GroupCommit(
+        in_one_transaction(db, Recorder()), after_commit=after_commit
+    )
     first = [asyncio.create_task(group.submit(f"first{n}")) for n in range(5)]
     await asyncio.wait_for(in_flight.wait(), TIMEOUT)
     second = [asyncio.create_task(group.submit(f"second{n}")) for n in range(5)]
@@ -205,7 +256,7 @@ async def test_cancelled_callers_lose_nothing_for_the_others(db: Database) -> No
 
 
 async def test_close_commits_what_is_queued_then_refuses_new_items(db: Database) -> None:
-    group: GroupCommit[str, str] = GroupCommit(db, Recorder())
+    group: GroupCommit[str, str] = GroupCommit(in_one_transaction(db, Recorder()))
     tasks = [asyncio.create_task(group.submit(f"item{n}")) for n in range(30)]
     await asyncio.sleep(0)  # queued, not yet written
     await asyncio.wait_for(group.close(), TIMEOUT)
@@ -218,7 +269,7 @@ async def test_close_commits_what_is_queued_then_refuses_new_items(db: Database)
 
 async def test_batches_never_exceed_max_batch(db: Database) -> None:
     flush = Recorder()
-    group: GroupCommit[str, str] = GroupCommit(db, flush, max_batch=7)
+    group: GroupCommit[str, str] = GroupCommit(in_one_transaction(db, flush), max_batch=7)
     await asyncio.wait_for(asyncio.gather(*(group.submit(f"item{n}") for n in range(50))), TIMEOUT)
     await group.close()
 

@@ -30,12 +30,12 @@ from chatforge.api.deps import Context
 from chatforge.api.errors import domain_error, unexpected_error
 from chatforge.api.schemas import ErrorOut
 from chatforge.channels.base import Channel, ChannelError
-from chatforge.channels.batching import WriterStopped
 from chatforge.channels.facebook_messenger import PATH as MESSENGER_PATH
 from chatforge.channels.twilio_whatsapp import PATH as WHATSAPP_PATH
 from chatforge.channels.twilio_whatsapp import parse_form
 from chatforge.context import AppContext
 from chatforge.errors import ChatforgeError, Forbidden
+from chatforge.store.group_commit import GroupCommitClosed
 from chatforge.web.headers import PAGE_HEADERS, count_response
 
 log = logging.getLogger(__name__)
@@ -94,7 +94,7 @@ async def whatsapp_twiml(
     message = ctx.whatsapp.parse(params)
     try:
         delivery = await ctx.channels.receive(message)
-    except (DBAPIError, WriterStopped) as exc:
+    except (DBAPIError, GroupCommitClosed) as exc:
         # Its transaction did not commit (the database refused it, or the server is stopping):
         # nothing is stored, and Twilio's retry of the same MessageSid is handled as new.
         log.warning("WhatsApp message %s not stored: %r", message.message_id, exc)

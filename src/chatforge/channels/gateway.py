@@ -1,6 +1,6 @@
 """The channel gateway: inbound messages to a bot or a conversation, outbound to the platform.
 
-Inbound messages are handled in batches (:mod:`chatforge.channels.batching`): every message
+Inbound messages are handled in batches (:mod:`chatforge.store.group_commit`): every message
 that arrives while the previous batch is being written joins the next one, and one write
 transaction claims each platform message id (a retried webhook stops here, also when the retry
 is in the same batch), finds or creates the senders' accounts, notes which users are in a
@@ -30,11 +30,11 @@ from chatforge.bots.registry import BotRegistry
 from chatforge.bots.runtime import BotReply, BotRequest, BotRuntime, BotTransaction, Standings
 from chatforge.bots.seams import HandoffDesk
 from chatforge.channels.base import Channel, InboundMessage
-from chatforge.channels.batching import GroupCommit
 from chatforge.channels.identity import Account, accounts_for_identities, external_id_of, normalize
 from chatforge.store.bot_models import InboundMessage as InboundRow
 from chatforge.store.bulk import among, padded
 from chatforge.store.database import Database
+from chatforge.store.group_commit import GroupCommit
 from chatforge.store.models import Base, User
 from chatforge.store.types import utcnow
 from chatforge.store.write_lane import Statements
@@ -89,8 +89,8 @@ class ChannelGateway:
         self.registry = registry
         self.runtime = runtime
         self.channels = dict(channels)
-        self.batches: GroupCommit[BotTransaction, _Inbound, _Handled] = GroupCommit(
-            runtime.begin, self._handle_batch, after_commit=runtime.published
+        self.batches: GroupCommit[_Inbound, _Handled] = GroupCommit(
+            self._commit, fallback=self._commit_alone, name="webhook-batches"
         )
 
     @property
@@ -98,7 +98,7 @@ class ChannelGateway:
         return self.runtime.handoff
 
     async def close(self) -> None:
-        """Stop the batch writer (messages still waiting are refused, not half-handled)."""
+        """Handle the messages already queued, refuse new ones, and stop the batch writer."""
         await self.batches.close()
 
     async def receive(self, message: InboundMessage) -> Delivery:
@@ -131,6 +131,18 @@ class ChannelGateway:
             delivery.handoff_notice = await self.runtime.after_commit(handled.reply)
             delivery.replies = list(handled.reply.replies)
         return delivery
+
+    async def _commit(self, batch: Sequence[_Inbound]) -> list[_Handled]:
+        """One write transaction for the batch; its events go out once it committed."""
+        async with self.runtime.begin() as transaction:
+            results = await self._handle_batch(transaction, batch)
+        await self.runtime.published(transaction)
+        return results
+
+    async def _commit_alone(self, inbound: _Inbound) -> _Handled:
+        """One message in a transaction of its own, after the batch it was in failed."""
+        [handled] = await self._commit([inbound])
+        return handled
 
     async def _handle_batch(
         self, transaction: BotTransaction, batch: Sequence[_Inbound]

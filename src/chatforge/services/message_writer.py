@@ -33,7 +33,7 @@ from chatforge.services.eventlog import INSERT_ENCODED_EVENT, EventLog, encoded_
 from chatforge.services.posting import PostedMessage, PostResult, message_event
 from chatforge.store.bulk import among, padded
 from chatforge.store.database import Database
-from chatforge.store.group_commit import GroupCommit
+from chatforge.store.group_commit import GroupCommit, in_one_transaction
 from chatforge.store.models import (
     Conversation,
     ConversationKind,
@@ -222,8 +222,7 @@ class MessageWriter:
     ) -> None:
         self.log = log
         self.group: GroupCommit[Draft, Stored] = GroupCommit(
-            db,
-            flush_drafts,
+            in_one_transaction(db, flush_drafts),
             fallback=fallback,
             after_commit=self._publish,
             name="message-writer",

@@ -3,7 +3,7 @@
 A transaction costs a fixed price (``BEGIN IMMEDIATE``, ``COMMIT``, one thread hop per
 statement through the async driver) that dwarfs the work of one small insert. ``GroupCommit``
 pays it once for a whole batch: callers ``submit`` items and wait; one writer task takes
-everything queued (up to ``max_batch``), hands it to a ``flush`` function that writes the batch
+everything queued (up to ``max_batch``), hands it to a ``commit`` function that writes the batch
 with a few bulk statements in one write transaction, and only once that transaction committed
 resolves each caller's future. While a batch commits, new submissions queue up and form the
 next batch, so the batch size follows the load and an idle system still commits at once.
@@ -11,13 +11,21 @@ next batch, so the batch size follows the load and an idle system still commits 
 The guarantees callers rely on:
 
 * No caller is told its item succeeded unless the transaction holding it committed.
-* ``flush`` returns one result per item; an ``Exception`` in that list fails only its own
+* ``commit`` returns one result per item; an ``Exception`` in that list fails only its own
   item (a rule the item broke) while the rest of the batch commits.
-* If ``flush`` or the commit raises, nothing of the batch was stored. With a ``fallback``
+* If ``commit`` raises, nothing of the batch was stored. With a ``fallback``
   each item is then retried alone through it, so one bad item cannot fail its neighbours;
   without one, every item of the batch gets the exception.
 * A caller cancelled while it waits does not disturb the batch: its item is either dropped
   (not yet taken) or committed like the others (already in flight), and nobody else notices.
+* When the database itself fails (locked past its busy timeout, a full disk, a lost
+  connection: ``OSError`` or the driver's ``OperationalError``), retrying item by item would
+  only fail them one by one, each after its own wait: the whole batch gets the error at once.
+
+Two writers use it. The message writer's transaction is one synchronous ``flush`` on the write
+lane (:func:`in_one_transaction`). A webhook batch's transaction has steps, with bot handlers
+(which may be coroutines) running on the event loop between its reads and its writes: the
+gateway passes its own ``commit`` coroutine, and itself as the ``fallback`` for single items.
 """
 
 from __future__ import annotations
@@ -29,11 +37,18 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
+from sqlalchemy.exc import InterfaceError, OperationalError
+
 from chatforge.store.database import Database
 from chatforge.store.write_lane import Statements
 
 ItemT = TypeVar("ItemT")
 ResultT = TypeVar("ResultT")
+Commit = Callable[[Sequence[ItemT]], Awaitable[Sequence[ResultT | Exception]]]
+"""One write transaction for a batch: its results (one per item, in order) once committed."""
+
+# Failures of the database rather than of a batch's contents.
+OUTAGES = (OperationalError, InterfaceError, OSError)
 
 MAX_BATCH = 512
 log = logging.getLogger(__name__)
@@ -49,13 +64,20 @@ class GroupCommitClosed(RuntimeError):
     """Raised by ``submit`` once ``close`` was called."""
 
 
+def in_one_transaction(
+    db: Database, flush: Callable[[Statements, Sequence[ItemT]], Sequence[ResultT | Exception]]
+) -> Commit[ItemT, ResultT]:
+    """The commit of a synchronous ``flush``: the body of one ``Database.transact`` (on SQLite
+    the whole batch is one trip to the write lane)."""
+    return lambda items: db.transact(lambda statements: flush(statements, items))
+
+
 class GroupCommit(Generic[ItemT, ResultT]):
     """Batch concurrent ``submit`` calls into shared write transactions.
 
-    ``flush(statements, items)`` is the synchronous body of one write transaction
-    (``Database.transact``: on SQLite the whole batch is one thread hop) and must write the
-    whole batch with bulk statements: its cost per item is what bounds throughput.
-    ``after_commit(results)`` runs once the batch committed and before the callers are
+    ``commit(items)`` runs one write transaction for the batch and returns once it committed;
+    it should write the whole batch with bulk statements: its cost per item is what bounds
+    throughput. ``after_commit(results)`` runs once the batch committed and before the callers are
     resolved (publishing events there means subscribers are sent them no later than the
     sender's ack); its failures are logged, never turned into failures of items that are
     already stored.
@@ -63,8 +85,7 @@ class GroupCommit(Generic[ItemT, ResultT]):
 
     def __init__(
         self,
-        db: Database,
-        flush: Callable[[Statements, Sequence[ItemT]], list[ResultT | Exception]],
+        commit: Commit[ItemT, ResultT],
         *,
         fallback: Callable[[ItemT], Awaitable[ResultT]] | None = None,
         after_commit: Callable[[Sequence[ResultT | Exception]], Awaitable[None]] | None = None,
@@ -73,8 +94,7 @@ class GroupCommit(Generic[ItemT, ResultT]):
     ) -> None:
         if max_batch < 1:
             raise ValueError("max_batch must be at least 1")
-        self.db = db
-        self.flush = flush
+        self.commit = commit
         self.fallback = fallback
         self.after_commit = after_commit
         self.max_batch = max_batch
@@ -149,9 +169,11 @@ class GroupCommit(Generic[ItemT, ResultT]):
     async def _commit(self, batch: list[_Pending[ItemT, ResultT]]) -> None:
         items = [pending.item for pending in batch]
         try:
-            results = await self.db.transact(lambda statements: self.flush(statements, items))
+            results = await self.commit(items)
             if len(results) != len(items):
-                raise RuntimeError(f"{self.name}: flush returned {len(results)} results")
+                raise RuntimeError(
+                    f"{self.name}: {len(results)} results for a batch of {len(items)}"
+                )
         except Exception as error:
             await self._recover(batch, error)
             return
@@ -165,12 +187,12 @@ class GroupCommit(Generic[ItemT, ResultT]):
 
     async def _recover(self, batch: list[_Pending[ItemT, ResultT]], error: Exception) -> None:
         """The batch's transaction rolled back: retry its items alone, or fail them all."""
-        if self.fallback is None:
+        if self.fallback is None or isinstance(error, OUTAGES):
             for pending in batch:
                 _settle(pending.future, error)
             return
         if len(batch) > 1:
-            log.info(
+            log.warning(
                 "%s: batch of %d failed (%r); retrying one by one", self.name, len(batch), error
             )
         for pending in batch:
