@@ -66,6 +66,14 @@ class BadQuery(Invalid):
     default_code = "bad_query"
 
 
+class TryAgain(ChatforgeError):
+    """The work could not be stored now and nothing of it was: sending it again is safe (a
+    server shutting down, a database refusing writes). Platforms and clients retry a 503."""
+
+    status = 503
+    default_code = "try_again"
+
+
 class RateLimited(ChatforgeError):
     status = 429
     default_code = "rate_limited"

@@ -21,7 +21,7 @@ from sqlalchemy import select, text
 from sqlalchemy.exc import IntegrityError
 
 from chatforge.context import AppContext, build_context
-from chatforge.errors import ChatforgeError, Conflict, Forbidden, Invalid, NotFound
+from chatforge.errors import ChatforgeError, Conflict, Forbidden, Invalid, NotFound, TryAgain
 from chatforge.realtime.envelope import Envelope, conversation_topic
 from chatforge.services.eventlog import envelope_of
 from chatforge.services.message_writer import Draft, Stored, flush_drafts
@@ -451,3 +451,15 @@ async def test_close_acks_messages_still_queued(settings: Settings) -> None:
     assert sorted(result.seq for result in results) == list(
         range(results[0].seq, results[0].seq + 5)
     )
+
+
+async def test_a_message_sent_while_the_server_stops_is_refused_with_try_again(
+    ctx: AppContext, topic: Topic
+) -> None:
+    support = await open_support(ctx, topic)
+    before = [m.body for m in await rows(ctx, support.conversation_id)]
+    await ctx.messages.writer.close()
+    with pytest.raises(TryAgain) as refused:
+        await ctx.messages.post(support.owner, support.conversation_id, "late", client_id="late")
+    assert refused.value.status == 503 and refused.value.code == "try_again"
+    assert [m.body for m in await rows(ctx, support.conversation_id)] == before

@@ -34,7 +34,7 @@ from chatforge.channels.facebook_messenger import PATH as MESSENGER_PATH
 from chatforge.channels.twilio_whatsapp import PATH as WHATSAPP_PATH
 from chatforge.channels.twilio_whatsapp import parse_form
 from chatforge.context import AppContext
-from chatforge.errors import ChatforgeError, Forbidden
+from chatforge.errors import ChatforgeError, Forbidden, TryAgain
 from chatforge.store.group_commit import GroupCommitClosed
 from chatforge.web.headers import PAGE_HEADERS, count_response
 
@@ -52,13 +52,6 @@ TWIML_HEADER = TWIML_TYPE.encode()
 class PayloadTooLarge(ChatforgeError):
     status = 413
     default_code = "too_large"
-
-
-class TryAgain(ChatforgeError):
-    """The message could not be stored now; nothing of it was. Platforms retry a 5xx."""
-
-    status = 503
-    default_code = "try_again"
 
 
 async def receive_body(receive: Receive, declared: str | None, limit: int) -> bytes:
