@@ -158,3 +158,45 @@ async def test_an_upgraded_websocket_writes_to_the_socket_itself() -> None:
     )
     assert isinstance(raw.protocol, DirectFrameProtocol)
     assert raw.protocol.transport is raw
+
+
+async def test_pipelined_requests_are_answered_in_order() -> None:
+    async def echo_path(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        body = scope["path"].encode()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"content-length", str(len(body)).encode())],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+
+    protocol, raw = protocol_for(echo_path)
+    protocol.data_received(
+        b"GET /first HTTP/1.1\r\nhost: x\r\n\r\nGET /second HTTP/1.1\r\nhost: x\r\n\r\n"
+    )
+    await asyncio.sleep(0.02)
+    answers = b"".join(raw.writes)
+    assert answers.count(b"HTTP/1.1 200 OK") == 2
+    assert answers.index(b"/first") < answers.index(b"/second")
+    assert answers.endswith(b"\r\n\r\n/second")
+
+
+async def test_expect_100_continue_is_sent_before_the_body_is_read() -> None:
+    async def read_then_answer(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        message = await receive()
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": message["body"]})
+
+    protocol, raw = protocol_for(read_then_answer)
+    protocol.data_received(
+        b"POST / HTTP/1.1\r\nhost: x\r\ncontent-length: 5\r\nexpect: 100-continue\r\n\r\n"
+    )
+    await asyncio.sleep(0.02)
+    assert raw.writes == [b"HTTP/1.1 100 Continue\r\n\r\n"]
+    protocol.data_received(b"hello")
+    await asyncio.sleep(0.02)
+    assert raw.writes[1].startswith(b"HTTP/1.1 200 OK") and raw.writes[1].endswith(
+        b"hello\r\n0\r\n\r\n"
+    )
