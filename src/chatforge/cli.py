@@ -29,7 +29,7 @@ from chatforge.services.selection import ConversationSelection
 from chatforge.settings import SettingsError, load_settings
 from chatforge.store import migrate
 from chatforge.store.models import ConversationKind, ConversationStatus, Rating, Role
-from chatforge.web.http_protocol import OneWriteHttpProtocol
+from chatforge.web.http_protocol import ChatforgeHttpProtocol
 
 app = typer.Typer(help="chatforge: conversations between people and bots.", no_args_is_help=True)
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
@@ -102,21 +102,21 @@ def serve(
         port=port,
         workers=workers,
         proxy_headers=False,
-        # uvicorn's httptools protocol, head and body in one write (web/http_protocol.py).
-        http=OneWriteHttpProtocol,
+        # uvicorn's httptools protocol with one write per answer and request heads capped at
+        # 16 KiB (web/http_protocol.py).
+        http=ChatforgeHttpProtocol,
         # uvicorn's sans-I/O protocol plus the frame writer the fan-out uses (realtime/wire.py).
         ws=DirectFrameProtocol,
         ws_max_size=64 * 1024,
         ws_per_message_deflate=settings.ws_compression,
         # Slow and abusive clients (docs/security.md): idle keep-alive connections close after
-        # 15 s; request heads are capped at 16 KiB; past CHATFORGE_MAX_CONNECTIONS open
+        # 15 s; request heads are capped (above); past CHATFORGE_MAX_CONNECTIONS open
         # connections and requests a process answers 503 at once instead of running out of
         # memory or file descriptors.
         # uvicorn has no timeout for a head that trickles in: the reverse proxy's
         # client_header_timeout is that defence (docs/deployment.md).
         timeout_keep_alive=15,
         limit_concurrency=settings.max_connections,
-        h11_max_incomplete_event_size=16 * 1024,
         backlog=2048,
         log_level="info",
         access_log=settings.access_log,

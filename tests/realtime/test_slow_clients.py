@@ -61,3 +61,29 @@ async def test_trickling_headers_do_not_starve_healthz(server: LiveServer) -> No
     assert len(opened) == CONNECTIONS
     assert statuses == [200] * 10
     assert max(timings) < LIMIT
+
+
+async def request_with_header(port: int, size: int) -> bytes:
+    """Everything the server answers to a GET /healthz carrying a ``size``-byte header."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(
+            b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\nX-Big: "
+            + b"a" * size
+            + b"\r\n\r\n"
+        )
+        await writer.drain()
+        return await asyncio.wait_for(reader.read(), 10)
+    finally:
+        writer.close()
+        with contextlib.suppress(ConnectionError, OSError):
+            await writer.wait_closed()
+
+
+async def test_request_heads_over_16_kib_are_refused(server: LiveServer) -> None:
+    assert (await request_with_header(server.port, 12_000)).startswith(b"HTTP/1.1 200 OK")
+    refused = await request_with_header(server.port, 64_000)
+    assert refused.startswith(b"HTTP/1.1 431 Request Header Fields Too Large")
+    # The server read no more than it had to, and is still serving.
+    async with httpx.AsyncClient(base_url=server.url, timeout=5.0) as http:
+        assert (await http.get("/healthz")).status_code == 200

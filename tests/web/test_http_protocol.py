@@ -8,11 +8,12 @@ import base64
 import os
 from typing import Any
 
+import pytest
 import uvicorn
 from uvicorn.server import ServerState
 
 from chatforge.realtime.wire import DirectFrameProtocol
-from chatforge.web.http_protocol import CoalescedWrites, OneWriteHttpProtocol
+from chatforge.web.http_protocol import MAX_HEAD_BYTES, ChatforgeHttpProtocol, CoalescedWrites
 
 
 class RecordingTransport:
@@ -110,12 +111,12 @@ async def fixed(scope: dict[str, Any], receive: Any, send: Any) -> None:
     await send({"type": "http.response.body", "body": b"ok"})
 
 
-def protocol_for(app: Any) -> tuple[OneWriteHttpProtocol, RecordingTransport]:
+def protocol_for(app: Any) -> tuple[ChatforgeHttpProtocol, RecordingTransport]:
     config = uvicorn.Config(
-        app, http=OneWriteHttpProtocol, ws=DirectFrameProtocol, lifespan="off", log_level="error"
+        app, http=ChatforgeHttpProtocol, ws=DirectFrameProtocol, lifespan="off", log_level="error"
     )
     config.load()
-    protocol = OneWriteHttpProtocol(
+    protocol = ChatforgeHttpProtocol(
         config=config,
         server_state=ServerState(),
         app_state={},
@@ -200,3 +201,81 @@ async def test_expect_100_continue_is_sent_before_the_body_is_read() -> None:
     assert raw.writes[1].startswith(b"HTTP/1.1 200 OK") and raw.writes[1].endswith(
         b"hello\r\n0\r\n\r\n"
     )
+
+
+async def test_a_request_head_over_the_cap_gets_a_431_and_the_connection_closes(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    protocol, raw = protocol_for(fixed)
+    head = b"GET / HTTP/1.1\r\nhost: x\r\nx-filler: "
+    # Sent in pieces, as a client trickling a huge header would: refused once past the cap,
+    # without waiting for the head to end.
+    protocol.data_received(head)
+    room = MAX_HEAD_BYTES - len(head)
+    for start in range(0, room, 4096):
+        protocol.data_received(b"a" * min(4096, room - start))
+    await next_step()
+    assert raw.writes == [] and not raw.closed  # exactly at the cap: still reading
+    protocol.data_received(b"a")
+    [answer] = raw.writes
+    assert answer.startswith(b"HTTP/1.1 431 Request Header Fields Too Large\r\n")
+    assert answer.endswith(b"\r\n\r\nRequest head too large.") and raw.closed
+    assert "request head over 16384 bytes" in caplog.text
+
+
+async def test_heads_under_the_cap_and_large_bodies_are_served() -> None:
+    protocol, raw = protocol_for(read_body)
+    filler = b"a" * (MAX_HEAD_BYTES - 200)
+    body = b"b" * (4 * MAX_HEAD_BYTES)
+    # A head just under the cap, then a body far over it, in one chunk and then in pieces.
+    request = b"POST / HTTP/1.1\r\nhost: x\r\nx-filler: " + filler + b"\r\n"
+    request += b"content-length: %d\r\n\r\n" % len(body)
+    protocol.data_received(request + body[:1000])
+    for start in range(1000, len(body), 8192):
+        protocol.data_received(body[start : start + 8192])
+    await asyncio.sleep(0.02)
+    [answer] = raw.writes
+    assert answer.startswith(b"HTTP/1.1 200 OK") and answer.endswith(b"%d" % len(body))
+    assert not raw.closed
+
+
+async def read_body(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """Reads the whole body, then answers with its length."""
+    size, more = 0, True
+    while more:
+        message = await receive()
+        size += len(message.get("body", b""))
+        more = message.get("more_body", False)
+    text = b"%d" % size
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 200,
+            "headers": [(b"content-length", b"%d" % len(text))],
+        }
+    )
+    await send({"type": "http.response.body", "body": text})
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        b"x-big: " + b"a" * MAX_HEAD_BYTES + b"\r\n",
+        b"".join(b"x-h%d: %s\r\n" % (n, b"a" * 100) for n in range(200)),
+    ],
+    ids=["one huge header", "many headers"],
+)
+async def test_a_whole_oversized_head_in_one_read_is_refused_before_the_app_runs(
+    headers: bytes,
+) -> None:
+    called: list[Any] = []
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        called.append(scope)
+
+    protocol, raw = protocol_for(app)
+    protocol.data_received(b"GET / HTTP/1.1\r\nhost: x\r\n" + headers + b"\r\n")
+    await asyncio.sleep(0.01)
+    assert called == []
+    [answer] = raw.writes
+    assert answer.startswith(b"HTTP/1.1 431 ") and raw.closed
