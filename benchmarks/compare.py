@@ -44,7 +44,14 @@ import uvloop
 from rich.console import Console
 from rich.table import Table
 
-from benchmarks.harness import Server, free_port, make_accounts, pin_to, running_server
+from benchmarks.harness import (
+    UNTHROTTLED,
+    Server,
+    free_port,
+    make_accounts,
+    pin_to,
+    running_server,
+)
 from benchmarks.loadgen import (
     CpuMeter,
     Fanout,
@@ -61,11 +68,6 @@ ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results" / "last-run.json"
 SERVERS = ("chatforge", "starlette", "websockets", "socketio", "flask-socketio")
 SOCKETIO_PATH = "/socket.io/?EIO=4&transport=websocket"
-# chatforge's flood budget would refuse a publisher that sends as fast as it can.
-CHATFORGE_ENV = {
-    "CHATFORGE_WS_FRAMES_PER_SECOND": "100000",
-    "CHATFORGE_WS_FRAME_BURST": "100000",
-}
 UVICORN = [
     "-m",
     "uvicorn",
@@ -321,7 +323,7 @@ def wait_for_quiet(limit: float, threshold: float = 30.0) -> float:
 def launch(name: str, quiet_wait: float) -> Iterator[Launched]:
     wait_for_quiet(quiet_wait)
     if name == "chatforge":
-        with running_server(**CHATFORGE_ENV) as server:
+        with running_server(**UNTHROTTLED) as server:
             port = int(server.url.rsplit(":", 1)[1])
             yield Launched(name, server.pid, port, lambda: chatforge_target(server, port))
     else:

@@ -27,6 +27,7 @@ import websockets
 
 from benchmarks.harness import (
     SECRET,
+    UNTHROTTLED,
     Server,
     make_accounts,
     percentile,
@@ -299,7 +300,7 @@ def main() -> None:
             )
         )
         for count in args.room:
-            with running_server() as server:
+            with running_server(**UNTHROTTLED) as server:
                 room = uvloop.run(
                     measure_room(
                         server,
@@ -320,7 +321,7 @@ def main() -> None:
     header = ("subscribers", "sent", "delivered/expected", "deliveries/s", "p50 ms", "p99 ms")
     print("{:>11} {:>6} {:>19} {:>13} {:>8} {:>8}".format(*header))
     for count in args.subscribers:
-        with running_server() as server:
+        with running_server(**UNTHROTTLED) as server:
             result = uvloop.run(measure(server, count, args.rate, args.seconds))
         delivered = f"{result['deliveries']:.0f}/{result['expected']:.0f}"
         rate = result["deliveries_per_s"]

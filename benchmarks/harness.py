@@ -26,6 +26,12 @@ from chatforge.store import migrate
 from chatforge.store.models import Role
 
 SECRET = "benchmark-secret-key-that-is-long-enough-0123456789"
+# chatforge's per-socket flood budget (30 frames/s) would refuse a load generator's publisher;
+# the benchmarks that publish over WebSockets lift it.
+UNTHROTTLED = {
+    "CHATFORGE_WS_FRAMES_PER_SECOND": "100000",
+    "CHATFORGE_WS_FRAME_BURST": "100000",
+}
 
 
 @dataclass
