@@ -1,9 +1,9 @@
 """uvicorn's HTTP protocol as ``chatforge serve`` runs it: one write per answer, capped heads.
 
 uvicorn writes an answer's status line and headers when the app sends ``http.response.start``
-and the body when it sends ``http.response.body``: two ``send`` calls, two TCP segments, and on
-a busy webhook about a sixth of the event loop's time went to those writes. The app always
-sends the two messages back to back, within one step of the event loop, so
+and the body when it sends ``http.response.body``: two ``send`` calls and two TCP segments
+per answer (on a busy webhook, the writes took about a sixth of the event loop's time). The
+app always sends the two messages back to back, within one step of the event loop, so
 :class:`CoalescedWrites` holds the first write of a step and sends it together with the next
 one, or on its own at the start of the next step when nothing follows.
 
