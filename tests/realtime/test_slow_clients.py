@@ -1,5 +1,6 @@
-"""Slow clients (slowloris): 200 connections trickling their request headers a byte at a time
-do not stop /healthz from answering quickly (against a real server)."""
+"""Slow and abusive clients against a real server: 200 connections trickling their request
+headers a byte at a time (slowloris) do not stop /healthz from answering quickly, and a request
+head over 16 KiB is refused with a 431."""
 
 from __future__ import annotations
 
