@@ -35,7 +35,6 @@ from chatforge.channels.twilio_whatsapp import PATH as WHATSAPP_PATH
 from chatforge.channels.twilio_whatsapp import parse_form
 from chatforge.context import AppContext
 from chatforge.errors import ChatforgeError, Forbidden, TryAgain
-from chatforge.store.group_commit import GroupCommitClosed
 from chatforge.web.headers import PAGE_HEADERS, count_response
 
 log = logging.getLogger(__name__)
@@ -87,9 +86,10 @@ async def whatsapp_twiml(
     message = ctx.whatsapp.parse(params)
     try:
         delivery = await ctx.channels.receive(message)
-    except (DBAPIError, GroupCommitClosed) as exc:
-        # Its transaction did not commit (the database refused it, or the server is stopping):
-        # nothing is stored, and Twilio's retry of the same MessageSid is handled as new.
+    except DBAPIError as exc:
+        # Its transaction did not commit: nothing is stored, and Twilio's retry of the same
+        # MessageSid is handled as new. (A server that is stopping answers the same 503 through
+        # ``GroupCommitClosed``, a ``TryAgain``.)
         log.warning("WhatsApp message %s not stored: %r", message.message_id, exc)
         raise TryAgain("The message could not be stored now; send it again.") from exc
     return ctx.whatsapp.twiml(delivery.replies)

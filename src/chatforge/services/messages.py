@@ -21,7 +21,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from chatforge.errors import Invalid, NotFound, TryAgain
+from chatforge.errors import Invalid, NotFound
 from chatforge.services.access import check_can_post, is_instructor
 from chatforge.services.eventlog import EventLog
 from chatforge.services.message_writer import Draft, MessageWriter, Stored, Unbatchable
@@ -30,7 +30,6 @@ from chatforge.services.posting import PostResult as PostResult
 from chatforge.services.posting import message_event
 from chatforge.services.room_rules import Admission, RoomRules
 from chatforge.store.database import Database
-from chatforge.store.group_commit import GroupCommitClosed
 from chatforge.store.models import Conversation, ConversationKind, Message, User
 from chatforge.store.types import utcnow
 
@@ -191,8 +190,6 @@ class MessageService:
                 if detour.kind is ConversationKind.session:
                     self._remember_room(conversation_id)
                 stored = await self._post_alone(draft)
-            except GroupCommitClosed as closed:  # the server is shutting down
-                raise TryAgain("The server is restarting; send the message again.") from closed
         if stored.posted is not None:
             await self._tell_listeners(stored.posted)
         return stored.result

@@ -39,6 +39,7 @@ from typing import Generic, TypeVar
 
 from sqlalchemy.exc import InterfaceError, OperationalError
 
+from chatforge.errors import TryAgain
 from chatforge.store.database import Database
 from chatforge.store.write_lane import Statements
 
@@ -60,8 +61,9 @@ class _Pending(Generic[ItemT, ResultT]):
     future: asyncio.Future[ResultT]
 
 
-class GroupCommitClosed(RuntimeError):
-    """Raised by ``submit`` once ``close`` was called."""
+class GroupCommitClosed(TryAgain):
+    """Raised by ``submit`` once ``close`` was called (the server is stopping): nothing of the
+    item was stored, so the client sends it again, to this process's successor."""
 
 
 def in_one_transaction(
@@ -107,7 +109,7 @@ class GroupCommit(Generic[ItemT, ResultT]):
     async def submit(self, item: ItemT) -> ResultT:
         """Queue ``item`` for the next batch; returns its result once its batch committed."""
         if self._closing:
-            raise GroupCommitClosed(f"{self.name} is closed")
+            raise GroupCommitClosed("The server is restarting; send it again.")
         future: asyncio.Future[ResultT] = self._writer_loop().create_future()
         self._queue.append(_Pending(item, future))
         self._wake.set()
