@@ -126,20 +126,29 @@ async def test_the_wal_starts_over_under_steady_writing(
     make_db: Callable[..., Database], tmp_path: Path
 ) -> None:
     # Writes never pause, so a passive checkpoint alone would always leave the newest frames
-    # behind and the WAL would never start over: 4,000 pages written, a 16 MiB WAL.
+    # behind and the WAL would never start over: every page written stays in it. How many pages
+    # land between two checkpoints depends on how busy the machine is, so the test watches for
+    # the WAL starting over (a checkpoint finding fewer frames than one before it) rather than
+    # for a size.
     db = make_db(checkpoint_seconds=0.01)
     checkpointer = db.checkpointer
     assert checkpointer is not None
     checkpointer.restart_frames = 200
     await create_table(db)
-    for _ in range(400):
+    longest = 0
+    transactions = 0
+    while transactions < 2000:
         await db.transact(insert(10))
+        transactions += 1
         await asyncio.sleep(0)
+        if checkpointer.frames < longest:
+            break
+        longest = max(longest, checkpointer.frames)
 
-    assert checkpointer.checkpoints > 3
-    assert wal_pages(db) < 1500
+    assert checkpointer.frames < longest, f"no restart in {transactions * 10} pages written"
+    assert wal_pages(db) < transactions * 10
     with sqlite3.connect(tmp_path / "wal.db") as connection:
-        assert connection.execute("SELECT count(*) FROM notes").fetchone()[0] == 4000
+        assert connection.execute("SELECT count(*) FROM notes").fetchone()[0] == transactions * 10
 
 
 async def test_closing_checkpoints_what_was_written(
