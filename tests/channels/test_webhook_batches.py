@@ -336,4 +336,4 @@ async def test_a_broker_failure_after_the_commit_still_answers_and_stores_once(
     assert delivery.replies[1].startswith("Python · easy")
     # Committed is committed: the batch was not handled again because publishing failed.
     assert await total(ctx, BotInteraction) == 1
-    assert "committed bot events failed" in caplog.text
+    assert "after a commit failed" in caplog.text

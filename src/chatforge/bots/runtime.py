@@ -202,16 +202,9 @@ class BotRuntime:
         await self.published(transaction)
 
     async def published(self, transaction: BotTransaction) -> None:
-        """After ``transaction`` committed: publish what its steps recorded.
-
-        Committed is committed: when publishing fails (the broker away) the failure is logged
-        and the caller goes on, since handling the messages again would store them twice.
-        Subscribers find the events in the event log when they resume.
-        """
-        try:
-            await self.transcript.publish(transaction.envelopes)
-        except Exception:
-            log.exception("publishing %d committed bot events failed", len(transaction.envelopes))
+        """After ``transaction`` committed: publish what its steps recorded. A failure is
+        logged, not raised: handling the messages again would store them twice."""
+        await self.transcript.publish(transaction.envelopes)
 
     def load(
         self, statements: Statements, requests: Sequence[BotRequest], now: datetime

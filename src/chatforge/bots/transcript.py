@@ -259,8 +259,9 @@ class ConversationTranscript:
         return envelopes
 
     async def publish(self, envelopes: Sequence[Envelope]) -> None:
-        """Publish the events ``record`` wrote, once their transaction has committed."""
-        await self.log.publish(envelopes)
+        """Publish the events ``record`` wrote, once their transaction has committed (a
+        failure is logged, not raised: see :meth:`EventLog.published`)."""
+        await self.log.published(envelopes)
 
 
 def _lines(exchange: Exchange) -> list[tuple[bool, str]]:

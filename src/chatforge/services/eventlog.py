@@ -4,11 +4,14 @@ Every durable change of a conversation appends one event with the conversation's
 inside the caller's write transaction. The events wait in the transaction's outbox and are
 published to the broker only after the commit succeeded, so no client ever sees an event that
 could still roll back, and a client that resumes from a ``seq`` finds everything in the database.
+Committed is committed: when publishing them fails, the caller is still answered as stored (see
+:meth:`EventLog.published`).
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable
+import logging
+from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Any
@@ -23,6 +26,7 @@ from chatforge.store.database import Database
 from chatforge.store.models import Conversation, Event
 from chatforge.store.types import EncodedJSON, UTCDateTime, utcnow
 
+log = logging.getLogger(__name__)
 _OUTBOX = "chatforge_outbox"
 
 
@@ -143,7 +147,19 @@ class EventLog:
         """A write transaction whose appended events are published after it commits."""
         async with self.db.write() as session:
             yield session
-        await self.publish(session.info.pop(_OUTBOX, ()))
+        await self.published(session.info.pop(_OUTBOX, []))
+
+    async def published(self, envelopes: Sequence[Envelope]) -> None:
+        """Publish what follows a commit: the transaction's events, or signals about it.
+
+        A failure is logged and the caller goes on: answering with an error would have the
+        client repeat what is already stored (a second claim, a second bot reply). Subscribers
+        find the events in the log when they resume from their last ``seq``.
+        """
+        try:
+            await self.publish(envelopes)
+        except Exception:
+            log.exception("publishing %d envelopes after a commit failed", len(envelopes))
 
     async def publish(self, envelopes: Iterable[Envelope]) -> None:
         """Publish envelopes in order: committed events (only after their commit, in ``seq``

@@ -388,7 +388,7 @@ class SupportService:
                     ),
                 )
             )
-        await self.log.publish(envelopes)
+        await self.log.published(envelopes)
 
     async def queue_position(self, actor: User, conversation_id: int) -> tuple[int, int] | None:
         """(position, estimated wait in seconds) of the actor's pending conversation.
