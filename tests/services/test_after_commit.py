@@ -7,8 +7,9 @@ import pytest
 from sqlalchemy import func, select
 
 from chatforge.context import AppContext
+from chatforge.errors import Conflict
 from chatforge.realtime.envelope import Envelope
-from chatforge.store.models import Conversation, ConversationStatus, Event, Role
+from chatforge.store.models import Conversation, ConversationStatus, Event, Role, User
 from tests.factories import make_topic, make_user
 
 
@@ -28,16 +29,22 @@ async def statuses_logged(ctx: AppContext, conversation_id: int) -> list[str]:
         return [payload.get("status") for payload in found]
 
 
+async def pending_with_broker_away(
+    ctx: AppContext, monkeypatch: pytest.MonkeyPatch
+) -> tuple[User, int]:
+    """A moderator and a pending support conversation; from then on, every publish fails."""
+    admin = await make_user(ctx, Role.admin)
+    moderator = await make_user(ctx, Role.moderator)
+    topic = await make_topic(ctx, admin)
+    opened = await ctx.support.open(await make_user(ctx), topic.id)
+    monkeypatch.setattr(ctx.broker, "publish", broker_away)
+    return moderator, opened.conversation.id
+
+
 async def test_claim_and_end_answer_when_publishing_fails(
     ctx: AppContext, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    admin = await make_user(ctx, Role.admin)
-    moderator = await make_user(ctx, Role.moderator)
-    user = await make_user(ctx)
-    topic = await make_topic(ctx, admin)
-    opened = await ctx.support.open(user, topic.id)
-    conversation_id = opened.conversation.id
-    monkeypatch.setattr(ctx.broker, "publish", broker_away)
+    moderator, conversation_id = await pending_with_broker_away(ctx, monkeypatch)
 
     claimed = await ctx.support.claim(moderator, conversation_id)
     assert claimed.status is ConversationStatus.active
@@ -58,15 +65,10 @@ async def test_a_failure_before_the_commit_is_still_raised(
     ctx: AppContext, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Only what follows the commit is swallowed: a refused claim still reaches the caller.
-    admin = await make_user(ctx, Role.admin)
-    moderator = await make_user(ctx, Role.moderator)
-    user = await make_user(ctx)
-    topic = await make_topic(ctx, admin)
-    opened = await ctx.support.open(user, topic.id)
-    monkeypatch.setattr(ctx.broker, "publish", broker_away)
-    await ctx.support.claim(moderator, opened.conversation.id)
+    moderator, conversation_id = await pending_with_broker_away(ctx, monkeypatch)
+    await ctx.support.claim(moderator, conversation_id)
 
     other = await make_user(ctx, Role.moderator)
-    with pytest.raises(Exception) as refused:
-        await ctx.support.claim(other, opened.conversation.id)
-    assert getattr(refused.value, "code", None) == "already_claimed"
+    with pytest.raises(Conflict) as refused:
+        await ctx.support.claim(other, conversation_id)
+    assert refused.value.code == "already_claimed"
