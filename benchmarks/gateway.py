@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
-import sqlite3
 import tempfile
 import threading
 import time
@@ -34,7 +33,7 @@ from sqlalchemy import Table
 from sqlalchemy.sql.util import find_tables
 
 from benchmarks.harness import SECRET
-from benchmarks.webhook import KEYWORDS, QUOTA
+from benchmarks.webhook import KEYWORDS, check_database_file
 from chatforge.channels.base import InboundMessage
 from chatforge.context import AppContext, build_context
 from chatforge.settings import load_settings
@@ -148,18 +147,6 @@ async def rounds(
     return first + count
 
 
-def check_database(path: Path) -> str:
-    with sqlite3.connect(path) as db:
-        claimed = db.execute("SELECT count(*) FROM inbound_messages").fetchone()[0]
-        logged = db.execute("SELECT count(*) FROM bot_interactions").fetchone()[0]
-        most = db.execute(
-            "SELECT coalesce(max(n), 0) FROM (SELECT count(*) AS n FROM bot_interactions"
-            " WHERE counted GROUP BY user_id)"
-        ).fetchone()[0]
-    verdict = "ok" if claimed == logged and most <= QUOTA else "MISMATCH"
-    return f"database {verdict}: {claimed} MessageSids claimed, {logged} interactions logged"
-
-
 async def run(args: argparse.Namespace, folder: Path, url: str) -> None:
     ctx = build_context(load_settings(data_dir=folder, database_url=url, secret_key=SECRET))
     await ctx.start()
@@ -188,7 +175,7 @@ async def run(args: argparse.Namespace, folder: Path, url: str) -> None:
             calls = clock.calls[key] / args.rounds
             print(f"    {spent * per:7.1f}  {calls:5.1f}  {key}")
         print(f"    {sum(clock.spent.values()) * per:7.1f}         in all")
-    print(check_database(folder / "chatforge.db"))
+    print(check_database_file(folder / "chatforge.db"))
 
 
 def main() -> None:

@@ -223,8 +223,12 @@ async def _httpx_level(server: Server, prepared: list[tuple[str, str]], connecti
 
 
 def check_database(server: Server) -> str:
+    return check_database_file(server.data_dir / "chatforge.db")
+
+
+def check_database_file(path: Path) -> str:
     """Every stored interaction has its claimed MessageSid, and nobody exceeded the quota."""
-    with sqlite3.connect(server.data_dir / "chatforge.db", isolation_level=None) as db:
+    with sqlite3.connect(path, isolation_level=None) as db:
         # One snapshot for every count: the server may still be finishing the last requests.
         db.execute("BEGIN")
         claimed = db.execute("SELECT count(*) FROM inbound_messages").fetchone()[0]
