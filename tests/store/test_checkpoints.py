@@ -145,8 +145,7 @@ async def test_the_wal_starts_over_under_steady_writing(
             break
         longest = max(longest, checkpointer.frames)
 
-    assert checkpointer.frames < longest, f"no restart in {transactions * 10} pages written"
-    assert wal_pages(db) < transactions * 10
+    assert checkpointer.frames < longest, f"no restart in {transactions} transactions"
     with sqlite3.connect(tmp_path / "wal.db") as connection:
         assert connection.execute("SELECT count(*) FROM notes").fetchone()[0] == transactions * 10
 
