@@ -6,8 +6,9 @@ Runs ``ChannelGateway.receive`` in this process on a fresh SQLite file, ``--batc
 a time (what arrives at once shares one transaction, as behind the webhook), from ``--senders``
 WhatsApp numbers with the keywords of ``benchmarks/webhook.py``. A warm-up first sends every
 sender a ``help``, so the measured rounds are returning users. Prints the CPU per message of
-each thread: the event loop (signature-free gateway, bots, group commit), the write lane
-(SQLite's statements and the Python that builds their rows) and the checkpointer. With
+each thread: the event loop (the gateway, the bots and the group commit, without HTTP or the
+signature check), the write lane (SQLite's statements and the Python that builds their rows)
+and the checkpointer. With
 ``--statements`` it also times each statement on the lane and the ``COMMIT``, per message.
 
 Pin it to one CPU as the server is (``taskset -c 0 python -m benchmarks.gateway``): the threads
