@@ -83,8 +83,11 @@ async def request_with_header(port: int, size: int) -> bytes:
 
 async def test_request_heads_over_16_kib_are_refused(server: LiveServer) -> None:
     assert (await request_with_header(server.port, 12_000)).startswith(b"HTTP/1.1 200 OK")
-    refused = await request_with_header(server.port, 64_000)
-    assert refused.startswith(b"HTTP/1.1 431 Request Header Fields Too Large")
+    # The client is still sending when the server refuses: it must get the 431 all the same
+    # (a server closing on unread bytes resets the connection, and the answer is lost).
+    for size in (64_000, 256_000):
+        refused = await request_with_header(server.port, size)
+        assert refused.startswith(b"HTTP/1.1 431 Request Header Fields Too Large"), size
     # The server read no more than it had to, and is still serving.
     async with httpx.AsyncClient(base_url=server.url, timeout=5.0) as http:
         assert (await http.get("/healthz")).status_code == 200

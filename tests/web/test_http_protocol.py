@@ -13,7 +13,13 @@ import uvicorn
 from uvicorn.server import ServerState
 
 from chatforge.realtime.wire import DirectFrameProtocol
-from chatforge.web.http_protocol import MAX_HEAD_BYTES, ChatforgeHttpProtocol, CoalescedWrites
+from chatforge.web import http_protocol
+from chatforge.web.http_protocol import (
+    LINGER_BYTES,
+    MAX_HEAD_BYTES,
+    ChatforgeHttpProtocol,
+    CoalescedWrites,
+)
 
 
 class RecordingTransport:
@@ -22,11 +28,19 @@ class RecordingTransport:
     def __init__(self) -> None:
         self.writes: list[bytes] = []
         self.closed = False
+        self.ended = False  # write_eof: our side of the stream is finished
         self.protocol: Any = None
 
     def write(self, data: bytes) -> None:
         assert not self.closed, "write after close"
+        assert not self.ended, "write after write_eof"
         self.writes.append(bytes(data))
+
+    def can_write_eof(self) -> bool:
+        return True
+
+    def write_eof(self) -> None:
+        self.ended = True
 
     def close(self) -> None:
         self.closed = True
@@ -83,6 +97,14 @@ async def test_close_sends_what_is_held_first_and_later_writes_are_dropped() -> 
     coalesced.write(b"too late")
     await next_step()
     assert raw.writes == [b"last words"]
+
+
+async def test_write_eof_sends_what_is_held_first() -> None:
+    raw = RecordingTransport()
+    coalesced = CoalescedWrites(raw, asyncio.get_running_loop())  # type: ignore[arg-type]
+    coalesced.write(b"last answer")
+    coalesced.write_eof()
+    assert raw.writes == [b"last answer"] and raw.ended and not raw.closed
 
 
 async def test_other_attributes_are_the_transports_own() -> None:
@@ -203,7 +225,7 @@ async def test_expect_100_continue_is_sent_before_the_body_is_read() -> None:
     )
 
 
-async def test_a_request_head_over_the_cap_gets_a_431_and_the_connection_closes(
+async def test_a_request_head_over_the_cap_gets_a_431_and_the_connection_ends(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     protocol, raw = protocol_for(fixed)
@@ -219,8 +241,36 @@ async def test_a_request_head_over_the_cap_gets_a_431_and_the_connection_closes(
     protocol.data_received(b"a")
     [answer] = raw.writes
     assert answer.startswith(b"HTTP/1.1 431 Request Header Fields Too Large\r\n")
-    assert answer.endswith(b"\r\n\r\nRequest head too large.") and raw.closed
+    assert answer.endswith(b"\r\n\r\nRequest head too large.")
     assert "request head over 16384 bytes" in caplog.text
+    # Our side ends after the 431, but the socket stays open for a moment: closing it with the
+    # client's bytes unread would reset the connection and lose the 431 on the client's side.
+    assert raw.ended and not raw.closed
+
+
+async def test_a_refused_connection_drops_what_follows_then_closes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(http_protocol, "LINGER_SECONDS", 0.05)
+    protocol, raw = protocol_for(fixed)
+    protocol.data_received(b"GET / HTTP/1.1\r\nhost: x\r\nx-big: " + b"a" * MAX_HEAD_BYTES)
+    assert raw.ended and len(raw.writes) == 1
+    # The rest of the head, and even a whole request after it: read, dropped, never answered.
+    protocol.data_received(b"a" * 100_000 + b"\r\n\r\nGET / HTTP/1.1\r\nhost: x\r\n\r\n")
+    await asyncio.sleep(0.01)
+    assert len(raw.writes) == 1 and not raw.closed
+    await asyncio.sleep(0.1)
+    assert raw.closed
+
+
+async def test_a_refused_connection_sending_too_much_is_closed_at_once() -> None:
+    protocol, raw = protocol_for(fixed)
+    protocol.data_received(b"GET / HTTP/1.1\r\nhost: x\r\nx-big: " + b"a" * MAX_HEAD_BYTES)
+    for _ in range(LINGER_BYTES // 65536):
+        protocol.data_received(b"a" * 65536)
+    assert not raw.closed  # exactly LINGER_BYTES dropped: still reading
+    protocol.data_received(b"a")
+    assert raw.closed and len(raw.writes) == 1
 
 
 async def test_heads_under_the_cap_and_large_bodies_are_served() -> None:
@@ -278,4 +328,4 @@ async def test_a_whole_oversized_head_in_one_read_is_refused_before_the_app_runs
     await asyncio.sleep(0.01)
     assert called == []
     [answer] = raw.writes
-    assert answer.startswith(b"HTTP/1.1 431 ") and raw.closed
+    assert answer.startswith(b"HTTP/1.1 431 ") and raw.ended

@@ -9,7 +9,11 @@ one, or on its own at the start of the next step when nothing follows.
 
 uvicorn's own cap on a request head (``h11_max_incomplete_event_size``) belongs to its h11
 protocol; its httptools protocol, the faster one used here, reads a head of any size. This one
-answers a head that grows past :data:`MAX_HEAD_BYTES` with a 431 and closes the connection.
+answers a head that grows past :data:`MAX_HEAD_BYTES` with a 431 and ends the connection: it
+sends its end of the stream at once, then reads and drops what the client still sends for up
+to :data:`LINGER_SECONDS` (or :data:`LINGER_BYTES`) before it closes. Closing with the client's
+bytes still unread would make the kernel answer them with a reset, which destroys the 431 in
+the client's receive buffer before it is read: a client sending a 256 KB header never saw it.
 
 Everything else (parsing, keep-alive, flow control, pipelining) stays uvicorn's, and an
 upgraded WebSocket is handed the socket's own transport: its frames (realtime/wire.py) are
@@ -26,6 +30,10 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 MAX_HEAD_BYTES = 16 * 1024
 """The largest request head (request line and headers) read; browsers send under 8 KiB."""
+LINGER_SECONDS = 2.0
+"""How long a refused connection is read (and what is read dropped) before it is closed."""
+LINGER_BYTES = 1024 * 1024
+"""How much of a refused request is read and dropped before the connection is closed anyway."""
 
 log = logging.getLogger(__name__)
 
@@ -35,8 +43,8 @@ _HEAD_TOO_LARGE = b"Request head too large."
 class CoalescedWrites:
     """A transport whose writes made in one event-loop step leave as one ``write``.
 
-    Only ``write`` and ``close`` differ from the wrapped transport; every other attribute is
-    the wrapped transport's own.
+    Only ``write``, ``write_eof`` and ``close`` differ from the wrapped transport; every other
+    attribute is the wrapped transport's own.
     """
 
     __slots__ = ("_held", "_loop", "transport")
@@ -61,6 +69,10 @@ class CoalescedWrites:
         if held is not None and not self.transport.is_closing():
             self.transport.write(held)
 
+    def write_eof(self) -> None:
+        self.flush()
+        self.transport.write_eof()
+
     def close(self) -> None:
         self.flush()
         self.transport.close()
@@ -82,11 +94,25 @@ class ChatforgeHttpProtocol(HttpToolsProtocol):
     # holds what it has read). None while no head is being read.
     _parsed: int | None = None
     _read = 0
+    # Set once a head was refused: what arrives after it is dropped (``_read`` then counts it),
+    # until ``_linger`` closes the connection.
+    _refused = False
+    _linger: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(CoalescedWrites(transport, self.loop))  # type: ignore[arg-type]
 
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._linger is not None:
+            self._linger.cancel()
+        super().connection_lost(exc)
+
     def data_received(self, data: bytes) -> None:
+        if self._refused:
+            self._read += len(data)
+            if self._read > LINGER_BYTES:
+                self.transport.close()
+            return
         super().data_received(data)
         if self._parsed is not None:  # the head is still unfinished after this chunk
             self._read += len(data)
@@ -118,7 +144,7 @@ class ChatforgeHttpProtocol(HttpToolsProtocol):
         super().handle_websocket_upgrade()
 
     def send_400_response(self, msg: str) -> None:
-        if not self.transport.is_closing():  # not after a 431 (or any other last answer)
+        if not self._refused and not self.transport.is_closing():  # not after a last answer
             super().send_400_response(msg)
 
     def _grow(self, size: int) -> bool:
@@ -132,14 +158,20 @@ class ChatforgeHttpProtocol(HttpToolsProtocol):
         return True
 
     def _refuse_head(self) -> None:
-        self._parsed = None
+        self._parsed, self._refused, self._read = None, True, 0
         log.warning("request head over %d bytes from %s: refused", MAX_HEAD_BYTES, self.client)
-        if self.cycle is None or self.cycle.response_complete:
-            self.transport.write(
-                b"HTTP/1.1 431 Request Header Fields Too Large\r\n"
-                b"content-type: text/plain; charset=utf-8\r\n"
-                b"content-length: %d\r\nconnection: close\r\n\r\n%s"
-                % (len(_HEAD_TOO_LARGE), _HEAD_TOO_LARGE)
-            )
-        # else an answer to an earlier request is still being written: no room for one more.
-        self.transport.close()
+        if self.cycle is not None and not self.cycle.response_complete:
+            # An answer to an earlier request is still being written: no room for one more.
+            self.transport.close()
+            return
+        self.transport.write(
+            b"HTTP/1.1 431 Request Header Fields Too Large\r\n"
+            b"content-type: text/plain; charset=utf-8\r\n"
+            b"content-length: %d\r\nconnection: close\r\n\r\n%s"
+            % (len(_HEAD_TOO_LARGE), _HEAD_TOO_LARGE)
+        )
+        if not self.transport.can_write_eof():
+            self.transport.close()
+            return
+        self.transport.write_eof()  # the 431, then the end of our side of the stream
+        self._linger = self.loop.call_later(LINGER_SECONDS, self.transport.close)
