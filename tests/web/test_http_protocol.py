@@ -63,6 +63,11 @@ class RecordingTransport:
         self.protocol = protocol
 
 
+def coalesced_writes() -> tuple[CoalescedWrites, RecordingTransport]:
+    raw = RecordingTransport()
+    return CoalescedWrites(raw, asyncio.get_running_loop()), raw  # type: ignore[arg-type]
+
+
 async def next_step() -> None:
     """Let the event loop run everything already scheduled, twice over."""
     for _ in range(2):
@@ -70,8 +75,7 @@ async def next_step() -> None:
 
 
 async def test_writes_in_one_step_leave_as_one() -> None:
-    raw = RecordingTransport()
-    coalesced = CoalescedWrites(raw, asyncio.get_running_loop())  # type: ignore[arg-type]
+    coalesced, raw = coalesced_writes()
     coalesced.write(b"HTTP/1.1 200 OK\r\n\r\n")
     coalesced.write(b"body")
     assert raw.writes == [b"HTTP/1.1 200 OK\r\n\r\nbody"]
@@ -80,8 +84,7 @@ async def test_writes_in_one_step_leave_as_one() -> None:
 
 
 async def test_a_lone_write_leaves_at_the_next_step() -> None:
-    raw = RecordingTransport()
-    coalesced = CoalescedWrites(raw, asyncio.get_running_loop())  # type: ignore[arg-type]
+    coalesced, raw = coalesced_writes()
     coalesced.write(bytearray(b"head"))
     assert raw.writes == []
     await next_step()
@@ -89,8 +92,7 @@ async def test_a_lone_write_leaves_at_the_next_step() -> None:
 
 
 async def test_close_sends_what_is_held_first_and_later_writes_are_dropped() -> None:
-    raw = RecordingTransport()
-    coalesced = CoalescedWrites(raw, asyncio.get_running_loop())  # type: ignore[arg-type]
+    coalesced, raw = coalesced_writes()
     coalesced.write(b"last words")
     coalesced.close()
     assert raw.writes == [b"last words"] and raw.closed
@@ -100,16 +102,14 @@ async def test_close_sends_what_is_held_first_and_later_writes_are_dropped() -> 
 
 
 async def test_write_eof_sends_what_is_held_first() -> None:
-    raw = RecordingTransport()
-    coalesced = CoalescedWrites(raw, asyncio.get_running_loop())  # type: ignore[arg-type]
+    coalesced, raw = coalesced_writes()
     coalesced.write(b"last answer")
     coalesced.write_eof()
     assert raw.writes == [b"last answer"] and raw.ended and not raw.closed
 
 
 async def test_other_attributes_are_the_transports_own() -> None:
-    raw = RecordingTransport()
-    coalesced = CoalescedWrites(raw, asyncio.get_running_loop())  # type: ignore[arg-type]
+    coalesced, _ = coalesced_writes()
     assert coalesced.get_extra_info("peername") == ("127.0.0.1", 50000)
     assert coalesced.is_closing() is False
 
