@@ -154,43 +154,62 @@ async def ordinary(
             await asyncio.sleep(0.5)
 
 
+async def talk(server: LiveServer, tokens: list[str], room: int) -> tuple[float, list[float]]:
+    """Every ordinary client sends its messages; (p95, latencies) of their acks."""
+    latencies: list[float] = []
+    await asyncio.gather(
+        *(
+            ordinary(server, token, room, latencies, offset=0.5 * i / CLIENTS)
+            for i, token in enumerate(tokens)
+        )
+    )
+    assert len(latencies) == CLIENTS * MESSAGES_EACH
+    return statistics.quantiles(latencies, n=20)[-1], latencies
+
+
 async def measure(server: LiveServer) -> tuple[float, list[float], dict[str, Any]]:
     """One round in a fresh room: (p95, latencies, what the flooder saw)."""
     _, tokens, room = make_people(server)
     flooder, others = tokens[0], tokens[1:]
     flooding = await flood(server, flooder, seconds=float(os.environ.get("FLOODSECS", "5")))
     await asyncio.sleep(1.0)  # the flood is in full swing before anyone talks
-    latencies: list[float] = []
     try:
-        await asyncio.gather(
-            *(
-                ordinary(server, token, room, latencies, offset=0.5 * i / CLIENTS)
-                for i, token in enumerate(others)
-            )
-        )
+        p95, latencies = await talk(server, others, room)
     finally:
         output, _ = await flooding.communicate()
-    assert len(latencies) == CLIENTS * MESSAGES_EACH
-    return statistics.quantiles(latencies, n=20)[-1], latencies, json.loads(output)
+    return p95, latencies, json.loads(output)
+
+
+async def quiet_p95(server: LiveServer) -> float:
+    """The same clients' p95 with nobody flooding, in a room of their own (the room's rate
+    limit counts each person's messages)."""
+    _, tokens, room = make_people(server)
+    p95, _ = await talk(server, tokens[1:], room)
+    return p95
 
 
 async def test_a_flooding_socket_is_throttled_without_slowing_anyone_else(
     server: LiveServer,
 ) -> None:
-    # The machine is shared: a round disturbed by someone else's load is measured again.
+    # The machine is shared: a round disturbed by someone else's load is measured again, and
+    # the bound is the larger of P95_LIMIT and twice what the same clients see right before,
+    # with nobody flooding (a machine busy with other work slows everyone, flood or not).
     for _ in range(3):
+        quiet = await quiet_p95(server)
         p95, latencies, seen = await measure(server)
+        limit = max(P95_LIMIT, 2 * quiet)
         print(
             f"flood: {seen['sent']} frames sent, {seen['rate_limited']} rate_limited errors, "
             f"{seen['closed_1008']} closes 1008, {seen['refused']} reconnects refused; "
             f"{len(latencies)} acks of {CLIENTS} clients, "
-            f"p50 {statistics.median(latencies) * 1000:.0f} ms, p95 {p95 * 1000:.0f} ms"
+            f"p50 {statistics.median(latencies) * 1000:.0f} ms, p95 {p95 * 1000:.0f} ms "
+            f"(p95 {quiet * 1000:.0f} ms without the flood)"
         )
         assert seen["rate_limited"] >= 1 and seen["retry_after"] >= 1
         assert seen["closed_1008"] >= 1 and seen["refused"] >= 1
-        if p95 < P95_LIMIT:
+        if p95 < limit:
             break
-    assert p95 < P95_LIMIT, f"p95 ack latency {p95 * 1000:.0f} ms while one socket floods"
+    assert p95 < limit, f"p95 ack latency {p95 * 1000:.0f} ms while one socket floods"
 
     # Health is unaffected too.
     async with httpx.AsyncClient() as http:
