@@ -9,7 +9,7 @@ import asyncio
 import contextlib
 import gc
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -49,17 +49,18 @@ STATIC = Path(__file__).parent / "web" / "static"
 log = logging.getLogger(__name__)
 
 
-async def sweep_unanswered_claims(ctx: AppContext) -> None:
-    """Put claimed-but-unanswered support conversations back in the queue (S6)."""
-    interval = min(10.0, ctx.settings.claim_timeout_seconds / 2)
+async def every(
+    ctx: AppContext, seconds: float, lease: str, job: Callable[[], Awaitable[object]]
+) -> None:
+    """Run ``job`` every ``seconds`` until cancelled; with several processes, in the one that
+    holds ``lease`` for that round."""
     while True:
-        await asyncio.sleep(interval)
+        await asyncio.sleep(seconds)
         try:
-            # With several processes, one of them runs each round.
-            if await ctx.leases.acquire("claim-sweep", interval * 0.9):
-                await ctx.support.release_unanswered()
+            if await ctx.leases.acquire(lease, seconds * 0.9):
+                await job()
         except Exception:
-            log.exception("claim-timeout sweep failed; retrying")
+            log.exception("%s failed; retrying", lease)
 
 
 async def catch_up_periodically(ctx: AppContext) -> None:
@@ -125,15 +126,23 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # taking tens of milliseconds, which was most of the webhooks' p99 under load. (Thawed
         # at shutdown, for processes that start several apps, like the tests.)
         gc.freeze()
+        sweep = config.bot_timeout_sweep_seconds
         tasks = [
-            asyncio.create_task(sweep_unanswered_claims(ctx)),
+            # S6: claimed but unanswered support conversations go back to the queue.
+            asyncio.create_task(
+                every(
+                    ctx,
+                    min(10.0, config.claim_timeout_seconds / 2),
+                    "claim-sweep",
+                    ctx.support.release_unanswered,
+                )
+            ),
+            # Quiet bot chats end, so they reach the annotators.
+            asyncio.create_task(every(ctx, sweep, "bot-chat-ends", ctx.bot_chats.end_idle)),
             # Idle timeouts (B7) are stored deadlines; this sweep fires the due ones.
             asyncio.create_task(
                 ctx.bot_runtime.run_timeouts(
-                    config.bot_timeout_sweep_seconds,
-                    lambda: ctx.leases.acquire(
-                        "bot-timeouts", config.bot_timeout_sweep_seconds * 0.9
-                    ),
+                    sweep, lambda: ctx.leases.acquire("bot-timeouts", sweep * 0.9)
                 )
             ),
         ]

@@ -29,6 +29,7 @@ from chatforge.realtime.typing import TypingTracker
 from chatforge.services.accounts import AccountService
 from chatforge.services.agreement import AgreementService
 from chatforge.services.annotation import AnnotationService
+from chatforge.services.bot_chats import BotChats
 from chatforge.services.bots import BotService
 from chatforge.services.conversations import ConversationService
 from chatforge.services.coordination import Leases
@@ -75,6 +76,7 @@ class AppContext:
     http: httpx.AsyncClient
     bots: BotService
     bot_runtime: BotRuntime
+    bot_chats: BotChats
     channels: ChannelGateway
     whatsapp: TwilioWhatsApp
     messenger: FacebookMessenger
@@ -189,6 +191,7 @@ def build_context(settings: Settings, *, limit_storage: Storage | None = None) -
         http=http,
         bots=BotService(db, registry),
         bot_runtime=runtime,
+        bot_chats=BotChats(db, log, idle=timedelta(minutes=settings.bot_chat_idle_minutes)),
         channels=gateway,
         whatsapp=whatsapp,
         messenger=messenger,

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import re
 import xml.etree.ElementTree as ET
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
+from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urlencode
 
@@ -17,7 +18,9 @@ import httpx
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, expect
 
+from chatforge.context import AppContext
 from chatforge.store.models import Role, User
+from chatforge.store.types import utcnow
 from tests.e2e.conftest import TIMEOUT_MS, log_in
 from tests.factories import make_user, with_context
 from tests.platforms import (
@@ -148,3 +151,36 @@ def test_the_web_widget_talks_to_the_bot_live_and_hands_off(
     # The chat survives a reload: history from the page, then live again.
     page.goto("/chat")
     expect(messages.locator("li.mine .body")).to_have_text(["help", "mentor"])
+
+
+def test_the_web_widget_goes_on_in_a_new_chat_after_a_quiet_one_ended(
+    open_page: Callable[[], Page], server: LiveServer
+) -> None:
+    user = account(server, Role.user)
+    page = open_page()
+    log_in(page, user.username)
+    page.goto("/chat")
+    page.get_by_label("Message").fill("help")
+    page.get_by_label("Message").press("Enter")
+    messages = page.get_by_test_id("messages")
+    expect(messages).to_contain_text("Send a category and a level")
+
+    # The chat has been quiet for longer than the server waits (its sweep, run here early).
+    def end_quiet_chats(ctx: AppContext) -> Awaitable[list[int]]:
+        idle = timedelta(minutes=ctx.settings.bot_chat_idle_minutes + 1)
+        return ctx.bot_chats.end_idle(utcnow() + idle)
+
+    data_dir = Path(server.env["CHATFORGE_DATA_DIR"])
+    assert len(with_context(data_dir, end_quiet_chats, secret_key=SECRET)) >= 1
+
+    # The next message opens a new chat, and the page follows it live.
+    page.get_by_label("Message").fill("python easy")
+    page.get_by_label("Message").press("Enter")
+    expect(messages.locator("li.mine .body")).to_have_text(["help", "python easy"])
+    # The bot answered in the new chat (the one answer to "help" was all there was).
+    expect(messages.locator("li:not(.mine)")).not_to_have_count(1)
+
+    # A reload shows the new chat only: the ended one went to the annotators.
+    page.reload()
+    expect(messages.locator("li.mine .body")).to_have_text(["python easy"])
+    expect(messages.locator("li:not(.mine)")).not_to_have_count(0)

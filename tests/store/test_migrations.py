@@ -172,3 +172,41 @@ def test_the_search_index_keeps_no_copy_of_the_text_and_stays_right(tmp_path: Pa
         [2],
         [3],
     )
+
+
+def test_open_bot_chats_leave_the_search_index_until_they_end(tmp_path: Path) -> None:
+    path = tmp_path / "chatforge.db"
+    url = f"sqlite+aiosqlite:///{path}"
+    migrate.upgrade(url, "0005_contentless_search")
+    with sqlite3.connect(path) as db:
+        db.executemany(
+            "INSERT INTO conversations (id, kind, status, title, owner_id, channel, last_seq,"
+            " created_at) VALUES (?, ?, ?, '', 1, 'whatsapp', 1, '2026-01-01')",
+            [(1, "bot", "active"), (2, "bot", "done"), (3, "support", "active")],
+        )
+        db.executemany(
+            "INSERT INTO messages (id, conversation_id, seq, sender_id, body, created_at,"
+            " excluded) VALUES (?, ?, 1, 1, 'python easy', '2026-01-01', 0)",
+            [(1, 1), (2, 2), (3, 3)],
+        )
+    assert _found(path, "python") == [1, 2, 3]
+
+    migrate.upgrade(url)
+    assert _found(path, "python") == [2, 3]
+    with sqlite3.connect(path) as db:
+        # The open chat's messages come and change unindexed; the others as before.
+        db.execute(
+            "INSERT INTO messages (id, conversation_id, seq, sender_id, body, created_at,"
+            " excluded) VALUES (4, 1, 2, 1, 'sql hard', '2026-01-02', 0)"
+        )
+        db.execute("UPDATE messages SET body = 'erased' WHERE id IN (1, 2)")
+        db.execute("DELETE FROM messages WHERE id = 3")
+        db.execute("INSERT INTO message_search(message_search) VALUES ('integrity-check')")
+    assert (_found(path, "python"), _found(path, "sql"), _found(path, "erased")) == ([], [], [2])
+
+    migrate.downgrade(url, "0005_contentless_search")
+    assert (_found(path, "sql"), _found(path, "erased")) == ([4], [1, 2])
+    with sqlite3.connect(path) as db:
+        db.execute("UPDATE messages SET body = 'gone' WHERE id = 4")
+        db.execute("INSERT INTO message_search(message_search) VALUES ('integrity-check')")
+    assert (_found(path, "sql"), _found(path, "gone")) == ([], [4])

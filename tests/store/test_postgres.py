@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import asyncpg
@@ -17,6 +17,7 @@ from chatforge.app import create_app
 from chatforge.settings import load_settings
 from chatforge.store import migrate
 from chatforge.store.models import Role
+from chatforge.store.types import utcnow
 from tests.conftest import Api
 from tests.corpus import Said, finished_conversation
 from tests.factories import PASSWORD, make_conversation, make_topic, unique_name
@@ -248,3 +249,24 @@ def test_annotation_search_runs_on_postgresql_full_text(pg_api: Api) -> None:
     )
     assert corrected.status_code == 200, corrected.text
     assert found("partition") == [window.id]
+
+
+def test_a_quiet_bot_chat_ends_and_is_found_on_postgresql(pg_api: Api) -> None:
+    user, annotator = pg_api.user(Role.user), pg_api.user(Role.annotator)
+    reply = pg_api.call(pg_api.ctx.web_chat.send, user, "zanzibar python easy")
+    assert reply.conversation_id is not None
+
+    def found() -> list[int]:
+        response = pg_api.client.get(
+            "/api/annotation/conversations",
+            params={"q": "zanzibar", "kind": "bot"},
+            headers=pg_api.auth(annotator),
+        )
+        assert response.status_code == 200, response.text
+        return [item["conversation"]["id"] for item in response.json()["items"]]
+
+    assert found() == []  # open chats are not the annotators' yet
+    idle = timedelta(minutes=pg_api.ctx.settings.bot_chat_idle_minutes + 1)
+    ended = pg_api.call(pg_api.ctx.bot_chats.end_idle, utcnow() + idle)
+    assert reply.conversation_id in ended
+    assert found() == [reply.conversation_id]

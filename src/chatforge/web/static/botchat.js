@@ -57,7 +57,8 @@ document.addEventListener("DOMContentLoaded", () => {
         break;
       case "bot_ack":
         if (frame.conversation_id && frame.conversation_id !== conversationId) {
-          // The first message opened the conversation: follow it from its start.
+          // The message opened a new chat (the first, or the first since a quiet one ended):
+          // follow it from its start.
           conversationId = frame.conversation_id;
           socket.subscribe(conversationId, 0);
         }
