@@ -209,6 +209,16 @@ class EventLog:
         session.info.setdefault(_OUTBOX, []).append(envelope_of(event))
         return event
 
+    @staticmethod
+    async def add_encoded(
+        session: AsyncSession, events: Sequence[tuple[dict[str, Any], Envelope]]
+    ) -> None:
+        """Insert events from ``encoded_event`` (numbered by the caller) with one statement,
+        and queue them for publishing: for writers of many events at once."""
+        if events:
+            await session.execute(INSERT_ENCODED_EVENT, [row for row, _ in events])
+            session.info.setdefault(_OUTBOX, []).extend(envelope for _, envelope in events)
+
     async def append(
         self,
         session: AsyncSession,
