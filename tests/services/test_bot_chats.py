@@ -4,6 +4,7 @@ chat. The search index stays right through erasures and corrections on either si
 
 from __future__ import annotations
 
+import json
 import re
 import sqlite3
 from datetime import timedelta
@@ -13,6 +14,7 @@ import pytest
 from sqlalchemy import select
 
 from chatforge.context import AppContext
+from chatforge.datasets.formats import ExportFormat
 from chatforge.services import bot_chats
 from chatforge.services.selection import ConversationSelection
 from chatforge.store.models import (
@@ -21,6 +23,7 @@ from chatforge.store.models import (
     ConversationStatus,
     Event,
     Message,
+    Rating,
     Role,
 )
 from chatforge.store.types import utcnow
@@ -97,6 +100,17 @@ async def test_a_quiet_chat_ends_and_only_then_is_searched(ctx: AppContext) -> N
     annotator = await make_user(ctx, Role.annotator)
     page = await ctx.annotation.browse(annotator, ConversationSelection(q="python"))
     assert [item.conversation.id for item in page.items] == [chat.id]
+
+    # Annotated and exported for training like any finished chat: the user asks, the bot
+    # answers as the assistant.
+    await ctx.annotation.annotate(annotator, chat.id, Rating.excellent)
+    export = await ctx.datasets.export(
+        annotator, ExportFormat.openai_jsonl, ConversationSelection(kind=ConversationKind.bot)
+    )
+    [line] = "".join([chunk async for chunk in export.chunks()]).splitlines()
+    turns = json.loads(line)["messages"]
+    assert [turn["role"] for turn in turns] == ["user", "assistant"]
+    assert turns[0]["content"] == "python easy"
 
     # An ended chat is never written to again: the next message opens a new one.
     assert await ctx.bot_chats.end_idle(later(ctx)) == []
