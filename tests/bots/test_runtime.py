@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
+from chatforge.bots.runtime import BotRequest
 from chatforge.channels.identity import user_for_identity
 from chatforge.context import AppContext, build_context
 from chatforge.settings import Settings, SettingsError, load_settings
@@ -100,6 +101,43 @@ async def test_a_handler_error_apologises_logs_and_changes_nothing(
     assert row.values == {"answers": ["1"]}
     assert (logged[-1].keyword, logged[-1].outcome, logged[-1].counted) == ("boom", "error", False)
     assert await say(ctx, user, "2") == ["noted 2 (2 so far)"]
+    await ctx.close()
+
+
+async def state_row(ctx: AppContext, user: User) -> BotState:
+    async with ctx.db.read() as session:
+        row = await session.scalar(select(BotState).where(BotState.user_id == user.id))
+    assert row is not None
+    return row
+
+
+async def test_a_step_that_changes_nothing_does_not_rewrite_the_state(
+    config: Settings, clock: ManualClock
+) -> None:
+    ctx = await start(config, clock)
+    user = await console_user(ctx)
+    await say(ctx, user, "hello")  # enters the lobby
+    entered = clock.now
+    clock.advance(minutes=5)
+    assert await say(ctx, user, "hello again") == ["Send quiz to start."]
+    row = await state_row(ctx, user)
+    assert (row.state, row.updated_at) == ("lobby", entered)
+
+    # In one batch: a step that moves on, then one that fails and so changes nothing. What the
+    # first step decided is written.
+    moved = clock.advance(minutes=5)
+    quiz = ctx.bot_runtime.registry.get("quiz")
+    async with ctx.bot_runtime.transaction() as transaction:
+        replies = await ctx.bot_runtime.handle_many(
+            transaction,
+            [BotRequest(quiz, user, "console", "quiz"), BotRequest(quiz, user, "console", "boom")],
+        )
+    assert replies[1].replies == [
+        "Sorry, something went wrong on our side. Please try again in a moment."
+    ]
+    row = await state_row(ctx, user)
+    assert (row.state, row.values, row.updated_at) == ("quiz", {}, moved)
+    assert row.idle_deadline == moved + timedelta(seconds=60)
     await ctx.close()
 
 

@@ -67,7 +67,7 @@ _NEW_INTERACTION = insert(_INTERACTIONS)
 
 
 @cache
-def _states_query(size: int) -> Select[int, int, str | None, Any, datetime | None]:
+def _states_query(size: int) -> Select[int, int, str | None, Any, str, datetime | None]:
     """The state rows of one bot's users (locked on PostgreSQL until the batch commits)."""
     return (
         select(
@@ -75,6 +75,7 @@ def _states_query(size: int) -> Select[int, int, str | None, Any, datetime | Non
             _STATES.c.user_id,
             _STATES.c.state,
             _STATES.c["values"],
+            _STATES.c.channel,
             _STATES.c.idle_deadline,
         )
         .where(_STATES.c.bot == bindparam("bot"), among(_STATES.c.user_id, "user", size))
@@ -125,6 +126,7 @@ class _Standing:
     row_id: int | None
     state: str | None = None
     values: dict[str, JSONValue] = field(default_factory=dict)
+    channel: str | None = None
     idle_deadline: datetime | None = None
     counted_at: tuple[datetime, ...] = ()
     # A state row exists (loaded, or to be inserted for an earlier message of the batch).
@@ -167,6 +169,19 @@ def _state_columns(outcome: Outcome, channel: str, now: datetime) -> dict[str, A
         "idle_deadline": outcome.idle_deadline,
         "updated_at": now,
     }
+
+
+def _changes(standing: _Standing, outcome: Outcome, channel: str) -> bool:
+    """Whether a step leaves the user's state row different. Most messages to a keyword bot
+    change nothing (same state, same values, no deadline): not rewriting the row saves an
+    ``UPDATE`` per message, and ``updated_at`` then says when the state last changed."""
+    return (
+        not standing.exists
+        or outcome.state != standing.state
+        or outcome.values != standing.values
+        or outcome.idle_deadline != standing.idle_deadline
+        or channel != standing.channel
+    )
 
 
 class BotRuntime:
@@ -219,9 +234,9 @@ class BotRuntime:
         for name, user_ids in users.items():
             size, ids = padded("user", user_ids)
             rows = statements.rows(_states_query(size), {"bot": name, **ids})
-            for row_id, user_id, state, values, deadline in rows:
+            for row_id, user_id, state, values, channel, deadline in rows:
                 standings[(name, user_id)] = _Standing(
-                    row_id, state, dict(values or {}), deadline, exists=True
+                    row_id, state, dict(values or {}), channel, deadline, exists=True
                 )
             quota = bots[name].quota
             counted: dict[int, list[datetime]] = {}
@@ -268,10 +283,11 @@ class BotRuntime:
                     snapshot.state,
                     exc_info=outcome.error,
                 )
-            if outcome.error is None or standing.exists:
+            if (outcome.error is None or standing.exists) and _changes(standing, outcome, channel):
                 standing.write = _state_columns(outcome, channel, now)
                 standing.state = outcome.state
                 standing.values = standing.write["values"]
+                standing.channel = channel
                 standing.idle_deadline = outcome.idle_deadline
                 standing.exists = True
             if outcome.interaction is not None:

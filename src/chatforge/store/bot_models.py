@@ -31,6 +31,7 @@ class BotState(Base):
     # The channel the user last wrote from: where an idle timeout's messages go.
     channel: Mapped[str] = mapped_column(String(32))
     idle_deadline: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # When a step last changed the row (a step that changes nothing does not write it).
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
