@@ -137,8 +137,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                     ctx.support.release_unanswered,
                 )
             ),
-            # Quiet bot chats end, so they reach the annotators.
-            asyncio.create_task(every(ctx, sweep, "bot-chat-ends", ctx.bot_chats.end_idle)),
+            # Quiet bot chats end, so they reach the annotators. Looking for them reads every
+            # open bot chat, so not more often than a minute (or a tenth of the idle limit).
+            asyncio.create_task(
+                every(
+                    ctx,
+                    min(60.0, config.bot_chat_idle_minutes * 6),
+                    "bot-chat-ends",
+                    ctx.bot_chats.end_idle,
+                )
+            ),
             # Idle timeouts (B7) are stored deadlines; this sweep fires the due ones.
             asyncio.create_task(
                 ctx.bot_runtime.run_timeouts(

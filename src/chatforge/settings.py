@@ -79,10 +79,10 @@ class Settings(BaseSettings):
     challenges_dir: Path | None = None
     challenge_quota: int = Field(default=5, ge=1)
     challenge_quota_hours: float = Field(default=24.0, gt=0)
-    # How often idle timeouts fire and quiet bot chats end (one process of several does it).
+    # How often due idle timeouts fire (one process of several does it).
     bot_timeout_sweep_seconds: float = Field(default=15.0, gt=0)
     # A bot chat in which nothing was said for this long ends (done, ready for annotation); the
-    # user's next message opens a new one.
+    # user's next message opens a new one. Looked for every minute, or a tenth of this if less.
     bot_chat_idle_minutes: float = Field(default=12 * 60, gt=0)
     # B4: the topic of a hand-off whose bot names no active topic; created when first needed.
     handoff_topic: str = Field(default="Mentoring", min_length=1, max_length=80)
