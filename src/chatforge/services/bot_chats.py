@@ -55,6 +55,8 @@ class BotChats:
             # Found on a reader, so the writer is held only for the chats that end.
             async with self.db.read() as session:
                 quiet = list(await session.execute(_QUIET_CHATS, {"cutoff": cutoff}))
+            if not quiet:  # the usual answer: no write transaction for it
+                return ended
             batch = await self._end(quiet)
             ended += batch
             if len(quiet) < BATCH or not batch:
