@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 import xml.etree.ElementTree as ET
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urlencode
@@ -18,6 +18,7 @@ import httpx
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, expect
 
+from chatforge.bots.transcript import find_bot_conversation
 from chatforge.context import AppContext
 from chatforge.store.models import Role, User
 from chatforge.store.types import utcnow
@@ -166,12 +167,14 @@ def test_the_web_widget_goes_on_in_a_new_chat_after_a_quiet_one_ended(
     expect(messages).to_contain_text("Send a category and a level")
 
     # The chat has been quiet for longer than the server waits (its sweep, run here early).
-    def end_quiet_chats(ctx: AppContext) -> Awaitable[list[int]]:
+    async def end_the_chat(ctx: AppContext) -> bool:
+        async with ctx.db.read() as session:
+            chat = await find_bot_conversation(session, "challenge", user.id)
         idle = timedelta(minutes=ctx.settings.bot_chat_idle_minutes + 1)
-        return ctx.bot_chats.end_idle(utcnow() + idle)
+        return chat is not None and chat in await ctx.bot_chats.end_idle(utcnow() + idle)
 
     data_dir = Path(server.env["CHATFORGE_DATA_DIR"])
-    assert len(with_context(data_dir, end_quiet_chats, secret_key=SECRET)) >= 1
+    assert with_context(data_dir, end_the_chat, secret_key=SECRET)
 
     # The next message opens a new chat, and the page follows it live.
     page.get_by_label("Message").fill("python easy")
