@@ -26,11 +26,8 @@ import json
 import os
 import platform
 import resource
-import shutil
-import socket
 import subprocess
 import sys
-import tempfile
 import time
 import traceback
 from collections.abc import Awaitable, Callable, Iterator
@@ -45,11 +42,13 @@ from rich.console import Console
 from rich.table import Table
 
 from benchmarks.harness import (
+    ROOT,
     UNTHROTTLED,
     Server,
     free_port,
     make_accounts,
     pin_to,
+    pinned_process,
     running_server,
 )
 from benchmarks.loadgen import (
@@ -64,7 +63,6 @@ from benchmarks.loadgen import (
 )
 from chatforge.store.models import Role
 
-ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results" / "last-run.json"
 SERVERS = ("chatforge", "starlette", "websockets", "socketio", "flask-socketio")
 SOCKETIO_PATH = "/socket.io/?EIO=4&transport=websocket"
@@ -267,37 +265,8 @@ async def chatforge_target(server: Server, port: int) -> Target:
 @contextmanager
 def peer_process(name: str) -> Iterator[Launched]:
     port = free_port()
-    command = [sys.executable, *PEER_COMMANDS[name](port)]
-    if (os.cpu_count() or 1) > 1 and shutil.which("taskset"):
-        command = ["taskset", "-c", "0", *command]
-    environment = dict(os.environ)
-    environment["PYTHONPATH"] = os.pathsep.join(
-        [str(ROOT), *filter(None, [environment.get("PYTHONPATH")])]
-    )
-    log_path = Path(tempfile.mkstemp(prefix=f"bench-{name}-", suffix=".log")[1])
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(command, env=environment, stdout=log, stderr=subprocess.STDOUT)
-    try:
-        for _ in range(300):
-            if process.poll() is not None:
-                raise RuntimeError(f"{name} exited: {log_path.read_text()[-2000:]}")
-            try:
-                socket.create_connection(("127.0.0.1", port), 0.5).close()
-                break
-            except OSError:
-                time.sleep(0.1)
-        else:
-            raise RuntimeError(f"{name} did not start: {log_path.read_text()[-2000:]}")
-        # taskset execs the server: the Popen pid is the server's.
-        yield Launched(name, process.pid, port, lambda: _ready(peer_target(name, port)))
-    finally:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        log_path.unlink(missing_ok=True)
+    with pinned_process(name, [sys.executable, *PEER_COMMANDS[name](port)], port) as pid:
+        yield Launched(name, pid, port, lambda: _ready(peer_target(name, port)))
 
 
 async def _ready(target: Target) -> Target:

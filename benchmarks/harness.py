@@ -25,6 +25,7 @@ from chatforge.settings import load_settings
 from chatforge.store import migrate
 from chatforge.store.models import Role
 
+ROOT = Path(__file__).resolve().parent.parent
 SECRET = "benchmark-secret-key-that-is-long-enough-0123456789"
 # chatforge's per-socket flood budget (30 frames/s) would refuse a load generator's publisher;
 # the benchmarks that publish over WebSockets lift it.
@@ -94,6 +95,42 @@ def running_server(**env: str) -> Iterator[Server]:
         process.terminate()
         process.wait(10)
         shutil.rmtree(data_dir, ignore_errors=True)
+
+
+@contextmanager
+def pinned_process(name: str, command: list[str], port: int) -> Iterator[int]:
+    """Run ``command`` (a server other than chatforge) pinned to CPU 0, with this repository on
+    its path, until it listens on ``port``; yields its pid, and stops it afterwards."""
+    if (os.cpu_count() or 1) > 1 and shutil.which("taskset"):
+        command = ["taskset", "-c", "0", *command]
+    environment = dict(os.environ)
+    environment["PYTHONPATH"] = os.pathsep.join(
+        [str(ROOT), *filter(None, [environment.get("PYTHONPATH")])]
+    )
+    log_path = Path(tempfile.mkstemp(prefix=f"bench-{name}-", suffix=".log")[1])
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(command, env=environment, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        for _ in range(300):
+            if process.poll() is not None:
+                raise RuntimeError(f"{name} exited: {log_path.read_text()[-2000:]}")
+            try:
+                socket.create_connection(("127.0.0.1", port), 0.5).close()
+                break
+            except OSError:
+                time.sleep(0.1)
+        else:
+            raise RuntimeError(f"{name} did not start: {log_path.read_text()[-2000:]}")
+        # taskset execs the server: the Popen pid is the server's.
+        yield process.pid
+    finally:
+        process.terminate()
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        log_path.unlink(missing_ok=True)
 
 
 async def make_accounts(server: Server, roles: list[Role]) -> list[str]:

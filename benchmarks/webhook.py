@@ -12,6 +12,11 @@ word. A warm-up first sends every sender a ``help``, so the levels measure retur
 
 Prints requests per second, p50 / p99 latency and non-200 answers per connection count, then
 checks the database: one interaction per answered MessageSid, and nobody over the quota.
+
+``--floor`` then runs the same levels against ``benchmarks/peers/webhook_floor.py`` (POST, one
+SQLite insert, reply; with a commit per request and with group commit): what this machine gives
+for the job behind the performance reference figures (9,000 and 14,600 requests/s on the
+reference machine), so that chatforge's figure can be read against the machine it ran on.
 Without ``wrk`` on the PATH it falls back to an httpx client in this process (far slower: it
 measures the client as much as the server).
 """
@@ -28,15 +33,16 @@ import re
 import shutil
 import sqlite3
 import subprocess
+import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from urllib.parse import urlencode
 
 import httpx
 
-from benchmarks.harness import Server, percentile, running_server
+from benchmarks.harness import Server, free_port, percentile, pinned_process, running_server
 
 TOKEN = "benchmark-auth-token"
 SID = "AC" + "b" * 32
@@ -222,6 +228,46 @@ async def _httpx_level(server: Server, prepared: list[tuple[str, str]], connecti
     )
 
 
+# The floor's figures on the reference machine (one process, synchronous=NORMAL).
+FLOOR_REFERENCE = {"each": 9_000, "group": 14_600}
+ROW_HEADER = ("connections", "requests", "req/s", "p50 ms", "p99 ms", "non-200", "CPU us/req")
+
+
+def print_row(result: Result, label: str = "") -> None:
+    row = (
+        f"{result.connections}",
+        f"{result.requests}",
+        f"{result.rate:.0f}",
+        f"{result.p50_ms:.1f}",
+        f"{result.p99_ms:.1f}",
+        f"{result.failed}",
+        f"{result.cpu_us:.0f} ({result.cpu_share:.0%})",
+    )
+    print(
+        " ".join(f"{cell:>11}" for cell in row), "", "; ".join(filter(None, [label, result.note]))
+    )
+
+
+def floor_levels(
+    folder: Path, levels: list[int], seconds: int, bodies: list[tuple[str, str]]
+) -> dict[str, dict[int, Result]]:
+    """The floor server's results per commit mode and level, on ``bodies`` (the signatures are
+    sent and ignored)."""
+    results: dict[str, dict[int, Result]] = {}
+    for commit in FLOOR_REFERENCE:
+        port = free_port()
+        database = folder / f"floor-{commit}.db"
+        command = [sys.executable, "-m", "benchmarks.peers.webhook_floor", "--port", str(port)]
+        command += ["--db", str(database), "--commit", commit]
+        with pinned_process(f"floor-{commit}", command, port) as pid:
+            server = Server(f"http://127.0.0.1:{port}", "", pid, folder)
+            # The floor stores every body again when wrk wraps around the list: no note for it.
+            results[commit] = {
+                c: replace(run_wrk(server, folder, bodies, c, seconds), note="") for c in levels
+            }
+    return results
+
+
 def check_database(server: Server) -> str:
     return check_database_file(server.data_dir / "chatforge.db")
 
@@ -259,6 +305,11 @@ def main() -> None:
         default=False,
         help="keep uvicorn's access log (off, as behind a reverse proxy that logs requests)",
     )
+    parser.add_argument(
+        "--floor",
+        action="store_true",
+        help="then the same levels against the floor: POST, one SQLite insert, reply (wrk only)",
+    )
     args = parser.parse_args()
     use_wrk = shutil.which("wrk") is not None
     env = {
@@ -293,30 +344,45 @@ def main() -> None:
             f"warm-up: {args.senders} first contacts in {time.perf_counter() - started:.1f} s"
             + (", then retries until wrk's deadline" if first.note else "")
         )
-        header = ("connections", "requests", "req/s", "p50 ms", "p99 ms", "non-200", "CPU us/req")
-        print(" ".join(f"{h:>11}" for h in header), " note")
+        print(" ".join(f"{h:>11}" for h in ROW_HEADER), " note")
         offset = 0
+        results: dict[int, Result] = {}
         for connections in args.levels:
             count = int(args.max_rate * args.seconds) if use_wrk else args.requests
             prepared = signed_requests(url, count, senders, offset)
             offset += count
-            result = level(server, folder, prepared, connections)
-            row = (
-                f"{result.connections}",
-                f"{result.requests}",
-                f"{result.rate:.0f}",
-                f"{result.p50_ms:.1f}",
-                f"{result.p99_ms:.1f}",
-                f"{result.failed}",
-                f"{result.cpu_us:.0f} ({result.cpu_share:.0%})",
-            )
-            print(" ".join(f"{cell:>11}" for cell in row), "", result.note)
+            results[connections] = level(server, folder, prepared, connections)
+            print_row(results[connections])
         print(f"load average after: {os.getloadavg()[0]:.2f}")
         print(check_database(server))
         log = (server.data_dir / "server.log").read_text(errors="replace").splitlines()
         problems = [line for line in log if "Error" in line or "Traceback" in line]
         if problems:
             print(f"server log: {len(problems)} error lines, e.g. {problems[-1]}")
+        if args.floor and use_wrk:
+            print_floor(folder, args, prepared, results)
+
+
+def print_floor(
+    folder: Path,
+    args: argparse.Namespace,
+    bodies: list[tuple[str, str]],
+    chatforge: dict[int, Result],
+) -> None:
+    floor = floor_levels(folder, args.levels, args.seconds, bodies)
+    print("floor: POST, one SQLite insert, reply (no signature, no bot), same levels")
+    for commit, reference in FLOOR_REFERENCE.items():
+        for result in floor[commit].values():
+            print_row(result, f"commit {commit}; reference machine {reference:,} req/s")
+    best = {commit: max(r.rate for r in rows.values()) for commit, rows in floor.items()}
+    ours = max(r.rate for r in chatforge.values())
+    for commit, reference in FLOOR_REFERENCE.items():
+        scale = best[commit] / reference
+        print(
+            f"this machine gives {scale:.2f}x the reference's floor with commit {commit}:"
+            f" chatforge's best {ours:,.0f} req/s is {ours / best[commit]:.2f} of that floor,"
+            f" like {ours / scale:,.0f} req/s on the reference machine"
+        )
 
 
 if __name__ == "__main__":
