@@ -64,7 +64,7 @@ from benchmarks.loadgen import (
 from chatforge.store.models import Role
 
 RESULTS = ROOT / "benchmarks" / "results" / "last-run.json"
-SERVERS = ("chatforge", "starlette", "websockets", "socketio", "flask-socketio")
+SERVERS = ("chatforge", "asyncio", "starlette", "websockets", "socketio", "flask-socketio")
 SOCKETIO_PATH = "/socket.io/?EIO=4&transport=websocket"
 UVICORN = [
     "-m",
@@ -88,6 +88,7 @@ PEER_COMMANDS: dict[str, Callable[[int], list[str]]] = {
         "benchmarks.peers.starlette_peer:app",
     ],
     "websockets": lambda port: ["-m", "benchmarks.peers.websockets_peer", "--port", str(port)],
+    "asyncio": lambda port: ["-m", "benchmarks.peers.asyncio_peer", "--port", str(port)],
     "socketio": lambda port: [*UVICORN, "--port", str(port), "benchmarks.peers.socketio_peer:app"],
     "flask-socketio": lambda port: [
         "-m",
@@ -99,6 +100,7 @@ PEER_COMMANDS: dict[str, Callable[[int], list[str]]] = {
 PEER_DIALECTS = {
     "starlette": ("plain", "/ws"),
     "websockets": ("plain", "/"),
+    "asyncio": ("plain", "/"),
     "socketio": ("socketio", SOCKETIO_PATH),
     "flask-socketio": ("socketio", SOCKETIO_PATH),
 }
