@@ -14,7 +14,10 @@ generator (``benchmarks/loadgen.py``), pinned to CPU 1. For each server:
   permessage-deflate and without;
 * handshakes per second: connects until the first server frame, 50 in flight, each closed after.
 
-chatforge stores every message (SQLite) before it broadcasts it; the peers store nothing.
+chatforge stores every message (SQLite) before it broadcasts it; the peers store nothing. The
+peers (``benchmarks/peers/``): a hand-written asyncio relay that builds one frame per message
+(the practical limit of Python on the machine), bare Starlette, the ``websockets`` library,
+python-socketio and Flask-SocketIO.
 The results go to a table and to ``benchmarks/results/last-run.json``.
 """
 

@@ -13,12 +13,13 @@ word. A warm-up first sends every sender a ``help``, so the levels measure retur
 Prints requests per second, p50 / p99 latency and non-200 answers per connection count, then
 checks the database: one interaction per answered MessageSid, and nobody over the quota.
 
+Without ``wrk`` on the PATH it falls back to an httpx client in this process (far slower: it
+measures the client as much as the server).
+
 ``--floor`` then runs the same levels against ``benchmarks/peers/webhook_floor.py`` (POST, one
 SQLite insert, reply; with a commit per request and with group commit): what this machine gives
 for the job behind the performance reference figures (9,000 and 14,600 requests/s on the
 reference machine), so that chatforge's figure can be read against the machine it ran on.
-Without ``wrk`` on the PATH it falls back to an httpx client in this process (far slower: it
-measures the client as much as the server).
 """
 
 from __future__ import annotations
@@ -228,7 +229,7 @@ async def _httpx_level(server: Server, prepared: list[tuple[str, str]], connecti
     )
 
 
-# The floor's figures on the reference machine (one process, synchronous=NORMAL).
+# The floor's figures on the reference machine (one process, synchronous=NORMAL in WAL).
 FLOOR_REFERENCE = {"each": 9_000, "group": 14_600}
 ROW_HEADER = ("connections", "requests", "req/s", "p50 ms", "p99 ms", "non-200", "CPU us/req")
 
