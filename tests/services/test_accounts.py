@@ -6,7 +6,7 @@ import asyncio
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import inspect, select
 
 from chatforge.context import AppContext
 from chatforge.errors import Conflict, Forbidden, Invalid, NotFound, RateLimited, Unauthenticated
@@ -111,6 +111,28 @@ async def test_deactivation_bumps_the_token_version_and_is_audited(ctx: AppConte
     with pytest.raises(Unauthenticated):
         await ctx.accounts.user_for_token(claims)
     assert (await audit_log(ctx))[-1] == ("user.deactivate", admin.id, user.id, {})
+
+
+async def test_the_account_behind_a_token_is_read_afresh_as_a_session_would_leave_it(
+    ctx: AppContext,
+) -> None:
+    user = await make_user(ctx, Role.moderator)
+    claims = ctx.tokens.read(ctx.tokens.issue(user.id, user.token_version))
+    await ctx.accounts.update_profile(user, display_name="Renamed")
+
+    found = await ctx.accounts.user_for_token(claims)
+
+    fields = ("id", "username", "role", "is_active", "token_version", "created_at")
+    assert [getattr(found, f) for f in fields] == [getattr(user, f) for f in fields]
+    assert found.display_name == "Renamed"
+    # Detached, not new: a session that takes it up again updates the row, it inserts none.
+    assert inspect(found).detached
+    async with ctx.db.write() as session:
+        session.add(found)
+        found.display_name = "Renamed again"
+    async with ctx.db.read() as session:
+        names = (await session.scalars(select(User.display_name).where(User.id >= user.id))).all()
+    assert names == ["Renamed again"]
 
 
 async def test_role_change_is_audited_with_old_and_new(ctx: AppContext) -> None:

@@ -1,18 +1,22 @@
-"""The database handle on SQLite: WAL, busy timeout, and write transactions that queue."""
+"""The database handle on SQLite: WAL, busy timeout, write transactions that queue, and the
+read lane's look-ups."""
 
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
-from sqlalchemy import event, func, select, text
-from sqlalchemy.exc import StatementError
+from sqlalchemy import event, func, insert, literal, select, text
+from sqlalchemy.exc import OperationalError, StatementError
 
 from chatforge.settings import Settings
 from chatforge.store.database import Database
 from chatforge.store.models import Topic
+from chatforge.store.types import utcnow
+from chatforge.store.write_lane import Statements
 
 TIMEOUT = 10  # seconds: the one timeout unit of the async tests here
 
@@ -112,3 +116,51 @@ async def test_naive_times_are_refused(db: Database) -> None:
     with pytest.raises(StatementError, match="naive datetime"):
         async with db.write() as session:
             session.add(Topic(name="naive", created_at=datetime(2030, 1, 1)))  # noqa: DTZ001
+
+
+def topic_row(name: str) -> dict[str, object]:
+    return {"name": name, "description": "", "is_active": True, "created_at": utcnow()}
+
+
+def topic_names(statements: Statements) -> tuple[str, list[str]]:
+    """The thread the work ran on, and the topics it saw."""
+    rows = statements.rows(select(Topic.__table__.c.name).order_by(Topic.__table__.c.id))
+    return threading.current_thread().name, [name for (name,) in rows]
+
+
+async def test_fetch_reads_on_the_read_lane_and_sees_every_commit_before_it(db: Database) -> None:
+    assert await db.fetch(topic_names) == ("chatforge-reader", [])
+    async with db.write() as session:
+        session.add(Topic(name="first"))
+    await db.transact(lambda s: s.run(insert(Topic.__table__), [topic_row("second")]))
+
+    assert await db.fetch(topic_names) == ("chatforge-reader", ["first", "second"])
+
+
+async def test_fetch_does_not_wait_for_an_open_write(db: Database) -> None:
+    async with db.write() as session:
+        session.add(Topic(name="uncommitted"))
+        await session.flush()
+        async with asyncio.timeout(TIMEOUT):
+            assert (await db.fetch(topic_names))[1] == []
+    assert (await db.fetch(topic_names))[1] == ["uncommitted"]
+
+
+async def test_a_write_given_to_fetch_fails_and_stores_nothing(db: Database) -> None:
+    def sneaky(statements: Statements) -> None:
+        statements.run(insert(Topic.__table__), [topic_row("written by a reader")])
+
+    with pytest.raises(OperationalError, match="readonly"):
+        await db.fetch(sneaky)
+
+    # The lane's transaction was ended: it reads on, and the writers were never held up.
+    await db.transact(lambda s: s.run(insert(Topic.__table__), [topic_row("written")]))
+    assert (await db.fetch(topic_names))[1] == ["written"]
+
+
+async def test_fetch_on_an_in_memory_database_runs_in_a_read_session() -> None:
+    database = Database("sqlite+aiosqlite:///:memory:")
+    try:
+        assert await database.fetch(lambda s: s.rows(select(literal(7)))) == [(7,)]
+    finally:
+        await database.dispose()

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 
-from sqlalchemy import ColumnElement, func, or_, select, true
+from sqlalchemy import ColumnElement, bindparam, func, inspect, or_, select, true
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import make_transient_to_detached
 
 from chatforge.auth.passwords import PasswordHasher
 from chatforge.auth.throttle import LoginThrottle
@@ -17,6 +19,7 @@ from chatforge.services import audit
 from chatforge.services.policy import require_admin, require_role
 from chatforge.store.database import Database
 from chatforge.store.models import Role, User
+from chatforge.store.write_lane import Statements
 
 USERNAME_RE = re.compile(r"^[A-Za-z0-9_.-]{3,32}$")
 PASSWORD_MIN, PASSWORD_MAX = 8, 128
@@ -120,8 +123,8 @@ class AccountService:
 
     async def user_for_token(self, claims: TokenClaims) -> User:
         """The live user a token names; raises ``Unauthenticated`` if it no longer holds."""
-        async with self.db.read() as session:
-            user = await session.get(User, claims.user_id)
+        # Every authenticated request and handshake comes here: one hop to the read lane.
+        user = await self.db.fetch(functools.partial(_user_by_id, claims.user_id))
         if user is None or not user.is_active or user.token_version != claims.version:
             raise Unauthenticated(
                 "Your session is no longer valid; log in again.", code="session_revoked"
@@ -270,3 +273,19 @@ class AccountService:
         if user is None:
             raise NotFound(f"No user {user_id}.", code="user_not_found")
         return user
+
+
+_USERS = User.__table__
+_USER_BY_ID = select(*_USERS.columns).where(_USERS.c.id == bindparam("id"))
+_USER_FIELDS = tuple(inspect(User).get_property_by_column(c).key for c in _USERS.columns)
+
+
+def _user_by_id(user_id: int, statements: Statements) -> User | None:
+    """The account, as a detached ``User`` with every column loaded (as a closed session
+    leaves it), or None."""
+    found = statements.rows(_USER_BY_ID, {"id": user_id})
+    if not found:
+        return None
+    user = User(**dict(zip(_USER_FIELDS, found[0], strict=True)))
+    make_transient_to_detached(user)
+    return user

@@ -205,7 +205,7 @@ class WriteLane:
                 statements.connection.execute("BEGIN IMMEDIATE")
             return work(statements)
         except sqlite3.Error as error:
-            raise _as_dbapi_error(error) from error
+            raise as_dbapi_error(error) from error
 
     def _end(self, command: str) -> None:
         """``COMMIT`` or ``ROLLBACK`` the lane's transaction, if one is open."""
@@ -216,7 +216,7 @@ class WriteLane:
         except sqlite3.Error as error:
             if connection.in_transaction:  # a failed COMMIT may leave it open, or not
                 connection.execute("ROLLBACK")
-            raise _as_dbapi_error(error) from error
+            raise as_dbapi_error(error) from error
 
     async def close(self) -> None:
         self._statements = None
@@ -248,7 +248,7 @@ def in_session(session: Session, work: Callable[[Statements], T]) -> T:
     return work(ConnectionStatements(session.connection()))
 
 
-def _as_dbapi_error(error: sqlite3.Error) -> StatementError:
+def as_dbapi_error(error: sqlite3.Error) -> StatementError:
     # As SQLAlchemy would raise it (IntegrityError, OperationalError...), so callers handle one
     # family of errors whichever way their transaction ran.
     return DBAPIError.instance(None, None, error, sqlite3.Error)
