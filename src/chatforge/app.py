@@ -40,6 +40,7 @@ from chatforge.realtime.endpoint import websocket_endpoint
 from chatforge.settings import Settings, load_settings
 from chatforge.web.headers import SecurityHeaders
 from chatforge.web.limits import BodyLimit
+from chatforge.web.log_redaction import redact_tokens_in_server_logs
 from chatforge.web.pages import account, admin, chat, sessions, support
 from chatforge.web.pages import annotation as annotation_pages
 from chatforge.web.pages import bots as bot_pages
@@ -115,6 +116,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the app; resources (database, broker) are created when it starts, not here."""
     config = settings or load_settings()
     config.check()
+    # Before the server logs its first handshake: tokens in WebSocket URLs stay out of the logs.
+    redact_tokens_in_server_logs()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
