@@ -28,6 +28,7 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
+from chatforge.store import sqlite_driver
 from chatforge.store.checkpoints import Checkpointer
 from chatforge.store.read_lane import ReadLane
 from chatforge.store.write_lane import SessionSteps, Statements, Steps, WriteLane, in_session
@@ -52,6 +53,12 @@ class Database:
         kwargs: dict[str, Any] = {"echo": echo}
         if not self.is_sqlite:
             kwargs.update(pool_size=10, max_overflow=20, pool_pre_ping=True)
+        path = make_url(url).database if self.is_sqlite else None
+        is_file = bool(path) and path != ":memory:" and not str(path).startswith("file:")
+        if is_file:
+            assert path is not None
+            # One trip to the connection's thread per statement, not four (store.sqlite_driver).
+            kwargs["async_creator"] = functools.partial(sqlite_driver.connect, path)
         self.engine: AsyncEngine = create_async_engine(url, **kwargs)
         # SQLite has one writer at a time. Queuing this process's writers here, in order, beats
         # many connections sleeping in SQLite's busy handler: under load that handler is unfair
@@ -62,8 +69,6 @@ class Database:
         self._reads: ReadLane | None = None
         self.checkpointer: Checkpointer | None = None
         if self.is_sqlite:
-            path = make_url(url).database
-            is_file = bool(path) and path != ":memory:" and not str(path).startswith("file:")
             prepare = functools.partial(
                 _prepare_sqlite,
                 busy_timeout_ms=busy_timeout_ms,
