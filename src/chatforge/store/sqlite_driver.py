@@ -8,6 +8,10 @@ core, so a transaction of ten statements (a message in a live session room) cost
 one trip and opens and closes without one: the adapter sees the same interface (an awaitable
 cursor that is its own async context manager, ``execute``, ``fetchall``, ``description``,
 ``rowcount``, ``lastrowid``), and aiosqlite still owns the thread and the connection.
+
+It leans on two of aiosqlite's private names, ``Connection._execute`` (run a function on the
+thread) and ``Connection._conn``; the version is pinned, and ``tests/store/test_sqlite_driver.py``
+fails if either changes.
 """
 
 from __future__ import annotations
