@@ -18,6 +18,7 @@ from chatforge.auth import passwords
 from chatforge.context import AppContext, build_context
 from chatforge.settings import Settings, load_settings
 from chatforge.store import migrate
+from chatforge.store.database import Database
 from chatforge.store.models import Role, User
 from tests.factories import PASSWORD, make_user, unique_name
 from tests.servers import IN_CI, SECRET, postgres_server
@@ -128,6 +129,16 @@ def postgres_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A throw-away PostgreSQL server for the session: an asyncpg URL to an empty database."""
     with postgres_server(tmp_path_factory.mktemp("postgres")) as url:
         yield url
+
+
+@pytest.fixture
+async def db(settings: Settings) -> AsyncIterator[Database]:
+    """The database handle alone, on a fresh migrated SQLite file."""
+    database = Database(settings.resolved_database_url)
+    try:
+        yield database
+    finally:
+        await database.dispose()
 
 
 @pytest.fixture

@@ -3,7 +3,7 @@ statements on the driver itself, and must store and read back exactly what SQLAl
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TypeVar
 
@@ -11,7 +11,6 @@ import pytest
 from sqlalchemy import bindparam, insert, select, text, update
 from sqlalchemy.dialects import sqlite
 
-from chatforge.settings import Settings
 from chatforge.store.bulk import among, compiled_form, driver_values, multi_row, padded
 from chatforge.store.database import Database
 from chatforge.store.models import Base, ConversationKind, ConversationStatus, Role
@@ -29,15 +28,6 @@ STATES_OF = select(
 ).order_by(STATES.c.user_id)
 MOMENT = datetime(2026, 11, 24, 9, 30, 15, 123456, tzinfo=UTC)
 T = TypeVar("T")
-
-
-@pytest.fixture
-async def db(settings: Settings) -> AsyncIterator[Database]:
-    database = Database(settings.resolved_database_url)
-    try:
-        yield database
-    finally:
-        await database.dispose()
 
 
 def user(name: str) -> dict[str, object]:

@@ -3,26 +3,15 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 from sqlalchemy import func, insert, select, text, update
 
-from chatforge.settings import Settings
 from chatforge.store.database import Database
 from chatforge.store.models import Topic
 from chatforge.store.sqlite_driver import OneHopConnection
 from chatforge.store.types import utcnow
-
-
-@pytest.fixture
-async def db(settings: Settings) -> AsyncIterator[Database]:
-    database = Database(settings.resolved_database_url)
-    try:
-        yield database
-    finally:
-        await database.dispose()
 
 
 @pytest.fixture
