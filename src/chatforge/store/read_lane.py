@@ -1,8 +1,9 @@
 """Short read transactions in one thread hop: the look-ups on every request's path.
 
 Through SQLAlchemy's asyncio session on aiosqlite, one look-up by primary key is a session, a
-``BEGIN``, the ``SELECT`` and a rollback, each a round trip to aiosqlite's thread: about 1.6 ms
-of CPU on the benchmark machine (both threads on one core). Every authenticated request, page
+``BEGIN``, the ``SELECT``, a rollback and the pool's reset, each at least one round trip to the
+connection's thread: 1.3-1.6 ms of CPU on the benchmark machine (both threads on one core), still
+0.7 ms with one trip per statement (``store.sqlite_driver``). Every authenticated request, page
 and WebSocket handshake makes one, to check its account. ``Database.fetch(work)`` runs a
 read-only function on :class:`ReadLane` instead: a thread with its own connection, one hop, and
 the function's statements in one snapshot. Elsewhere (PostgreSQL, in-memory SQLite) the same
