@@ -191,7 +191,7 @@ def test_open_bot_chats_leave_the_search_index_until_they_end(tmp_path: Path) ->
         )
     assert _found(path, "python") == [1, 2, 3]
 
-    migrate.upgrade(url)
+    migrate.upgrade(url, "0006_bot_chats_indexed_at_end")
     assert _found(path, "python") == [2, 3]
     with sqlite3.connect(path) as db:
         # The open chat's messages come and change unindexed; the others as before.
@@ -210,3 +210,68 @@ def test_open_bot_chats_leave_the_search_index_until_they_end(tmp_path: Path) ->
         db.execute("UPDATE messages SET body = 'gone' WHERE id = 4")
         db.execute("INSERT INTO message_search(message_search) VALUES ('integrity-check')")
     assert (_found(path, "sql"), _found(path, "gone")) == ([], [4])
+
+
+def test_open_conversations_of_every_kind_leave_the_search_index_until_they_end(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "chatforge.db"
+    url = f"sqlite+aiosqlite:///{path}"
+    migrate.upgrade(url, "0006_bot_chats_indexed_at_end")
+    kinds = [
+        (1, "support", "pending"),
+        (2, "support", "active"),
+        (3, "session", "active"),
+        (4, "bot", "active"),
+        (5, "support", "done"),
+        (6, "bot", "done"),
+        (7, "support", "annotated"),
+    ]
+    with sqlite3.connect(path) as db:
+        db.executemany(
+            "INSERT INTO conversations (id, kind, status, title, owner_id, channel, last_seq,"
+            " created_at) VALUES (?, ?, ?, '', 1, 'web', 1, '2026-01-01')",
+            kinds,
+        )
+        db.executemany(
+            "INSERT INTO messages (id, conversation_id, seq, sender_id, body, created_at,"
+            " excluded) VALUES (?, ?, 1, 1, 'rebase onto main', '2026-01-01', 0)",
+            [(cid, cid) for cid, _, _ in kinds],
+        )
+    assert _found(path, "rebase") == [1, 2, 3, 5, 6, 7]
+
+    migrate.upgrade(url)
+    assert _found(path, "rebase") == [5, 6, 7]
+    with sqlite3.connect(path) as db:
+        # Open conversations' messages come, change and go unindexed; finished ones' as before.
+        db.executemany(
+            "INSERT INTO messages (id, conversation_id, seq, sender_id, body, created_at,"
+            " excluded) VALUES (?, ?, 2, 1, 'merge conflict', '2026-01-02', 0)",
+            [(10 + cid, cid) for cid, _, _ in kinds],
+        )
+        db.execute("UPDATE messages SET body = 'erased' WHERE id IN (2, 3, 5)")
+        db.execute("UPDATE messages SET deleted_at = '2026-01-03' WHERE id IN (1, 6)")
+        db.execute("DELETE FROM messages WHERE id IN (4, 7)")
+        db.execute("INSERT INTO message_search(message_search) VALUES ('integrity-check')")
+    assert _found(path, "merge") == [15, 16, 17]
+    assert (_found(path, "erased"), _found(path, "rebase")) == ([5], [])
+
+    # Ending a conversation indexes its messages, whatever code ends it; the message triggers
+    # keep them in step from then on. Reopening one would take them out again.
+    with sqlite3.connect(path) as db:
+        db.execute("UPDATE conversations SET status = 'done' WHERE id IN (2, 3)")
+        db.execute("UPDATE conversations SET status = 'annotated' WHERE id = 2")
+        db.execute("UPDATE messages SET corrected_body = 'better wording' WHERE id = 12")
+        db.execute("UPDATE conversations SET status = 'active' WHERE id = 3")
+        db.execute("INSERT INTO message_search(message_search) VALUES ('integrity-check')")
+    assert (_found(path, "erased"), _found(path, "wording")) == ([2, 5], [12])
+    assert _found(path, "merge") == [12, 15, 16, 17]
+
+    migrate.downgrade(url, "0006_bot_chats_indexed_at_end")
+    # 0006 indexes every open conversation but an active bot chat.
+    assert _found(path, "erased") == [2, 3, 5]
+    assert _found(path, "merge") == [11, 12, 13, 15, 16, 17]
+    with sqlite3.connect(path) as db:
+        db.execute("UPDATE messages SET body = 'gone' WHERE id = 13")
+        db.execute("INSERT INTO message_search(message_search) VALUES ('integrity-check')")
+    assert (_found(path, "merge"), _found(path, "gone")) == ([11, 12, 15, 16, 17], [13])

@@ -3,7 +3,8 @@
 A user's chat with a bot is one open ``bot`` conversation (``bots/transcript.py``) for as long as
 they keep talking. Once nothing has been said in it for ``idle``, it ends: status *done*, ended
 when its last message was written, a ``conversation_updated`` event for whoever watches it, and
-its messages go into the search index (``services/search.py``). From then on annotators find it
+its messages go into the search index (on SQLite a trigger on its status does that, migration
+0007). From then on annotators find it
 like a finished support chat (N1), and the user's next message opens a new one.
 """
 
@@ -15,7 +16,6 @@ from datetime import datetime, timedelta
 from sqlalchemy import Row, and_, bindparam, func, select, update
 
 from chatforge.services.eventlog import EventLog, encoded_event
-from chatforge.services.search import index_conversations
 from chatforge.store.database import Database
 from chatforge.store.models import Conversation, ConversationKind, ConversationStatus, Event
 from chatforge.store.types import utcnow
@@ -105,5 +105,4 @@ class BotChats:
                     for id in ended
                 ],
             )
-            await index_conversations(session, ended, postgres=not self.db.is_sqlite)
         return ended

@@ -8,13 +8,10 @@ prefix match on SQLite. Whatever the engine still refuses is ``BadQuery`` (400),
 
 from __future__ import annotations
 
-import json
 import re
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import Select, column, select, table, text
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from chatforge.errors import BadQuery
 from chatforge.store.models import Message
@@ -24,13 +21,6 @@ TERMS_MAX = 32
 _WORD = re.compile(r"(\w+)(\*?)")
 
 message_search = table("message_search", column("rowid"), column("text"))
-
-# Must stay identical to what the triggers of migration 0006 index for a message.
-_SQLITE_INDEX_CONVERSATIONS = text(
-    "INSERT INTO message_search(rowid, text) "
-    "SELECT id, body || ' ' || coalesce(corrected_body, '') FROM messages "
-    "WHERE conversation_id IN (SELECT value FROM json_each(:ids)) AND deleted_at IS NULL"
-)
 
 # Must stay identical to the index expression in migration 0004_annotation.
 _PG_DOCUMENT = (
@@ -87,19 +77,3 @@ def matching_messages(terms: list[SearchTerm], *, postgres: bool) -> Select[int]
             text("message_search MATCH :search_fts").bindparams(search_fts=fts5_expression(terms))
         )
     )
-
-
-async def index_conversations(
-    session: AsyncSession, conversation_ids: Sequence[int], *, postgres: bool
-) -> None:
-    """Index the messages of bot chats that end in the caller's transaction (SQLite).
-
-    The index leaves out open bot chats (migration 0006): nobody searches them, and their
-    messages arrive fastest. Call it in the transaction that sets their status to *done*, so
-    the triggers that keep the index in step afterwards find every message indexed. PostgreSQL
-    indexes every row anyway.
-    """
-    if conversation_ids and not postgres:
-        await session.execute(
-            _SQLITE_INDEX_CONVERSATIONS, {"ids": json.dumps(list(conversation_ids))}
-        )
