@@ -206,6 +206,15 @@ async def test_many_rows_land_in_order_through_both_driver_paths(db: Database) -
     assert ids == [uid for uid, name in stored if name.startswith("b-")]
 
 
+async def test_one_row_gets_its_own_id_among_rows_inserted_before(db: Database) -> None:
+    first = await db.transact(lambda s: s.insert_ids(NEW_USER, [user("one-a"), user("one-b")]))
+    [alone] = await db.transact(lambda s: s.insert_ids(NEW_USER, [user("one-c")]))
+    async with db.read() as session:
+        found = await session.execute(select(USERS.c.username, USERS.c.id))
+        stored = dict(found.all())
+    assert (first, alone) == ([stored["one-a"], stored["one-b"]], stored["one-c"])
+
+
 def test_parameters_of_one_column_or_of_columns_without_conversion() -> None:
     dialect = sqlite.dialect()
     by_name = select(USERS.c.id).where(USERS.c.username == bindparam("name"))

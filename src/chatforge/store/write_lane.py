@@ -125,6 +125,14 @@ class DriverStatements:
     def insert_ids(self, statement: Insert, rows: Sequence[Mapping[str, Any]]) -> list[int]:
         if not rows:
             return []
+        if len(rows) == 1:
+            # One row (a message alone, the usual case off peak): the cursor knows its rowid,
+            # which spares the two look-ups below.
+            compiled = compiled_form(statement, tuple(rows[0]), self.dialect)
+            cursor = self.connection.execute(compiled.sql, driver_values(compiled, rows)[0])
+            if cursor.lastrowid is None:
+                raise RuntimeError("an insert that gave no rowid")
+            return [cursor.lastrowid]
         # The lane holds the database's write lock, so the rows above the largest rowid seen
         # before the insert are exactly this insert's, and SQLite numbers them in row order.
         table = self.dialect.identifier_preparer.format_table(statement.table)
