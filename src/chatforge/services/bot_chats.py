@@ -4,8 +4,8 @@ A user's chat with a bot is one open ``bot`` conversation (``bots/transcript.py`
 they keep talking. Once nothing has been said in it for ``idle``, it ends: status *done*, ended
 when its last message was written, a ``conversation_updated`` event for whoever watches it, and
 its messages go into the search index (on SQLite a trigger on its status does that, migration
-0007). From then on annotators find it
-like a finished support chat (N1), and the user's next message opens a new one.
+0007). From then on annotators find it like a finished support chat (N1), and the user's next
+message opens a new one.
 """
 
 from __future__ import annotations

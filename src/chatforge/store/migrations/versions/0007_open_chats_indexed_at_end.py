@@ -9,7 +9,8 @@ merged its segments inside one of them, for milliseconds: the tail of a message'
 The triggers on ``messages`` now leave out the messages of pending and active conversations, and
 two triggers on ``conversations`` index a conversation's messages when its status turns to a
 finished one (and take them out again if it ever reopened), in the transaction that ends it,
-whichever code ends it. Messages of open conversations that 0006 indexed are taken out here.
+whichever code ends it (the service code that indexed bot chats at their end, which 0006 relied
+on, is gone). Messages of open conversations that 0006 indexed are taken out here.
 PostgreSQL is unchanged: its expression index covers every row at a far lower cost per row.
 
 Revision ID: 0007_open_chats_indexed_at_end
