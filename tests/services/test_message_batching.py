@@ -17,11 +17,20 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import select, text
+from sqlalchemy import func, select, text, update
 from sqlalchemy.exc import IntegrityError
 
 from chatforge.context import AppContext, build_context
-from chatforge.errors import ChatforgeError, Conflict, Forbidden, Invalid, NotFound, TryAgain
+from chatforge.errors import (
+    ChatforgeError,
+    Conflict,
+    Forbidden,
+    Invalid,
+    Muted,
+    NotFound,
+    RateLimited,
+    TryAgain,
+)
 from chatforge.realtime.envelope import Envelope, conversation_topic
 from chatforge.services.eventlog import envelope_of
 from chatforge.services.message_writer import Draft, Stored, flush_drafts
@@ -30,6 +39,7 @@ from chatforge.settings import Settings, load_settings
 from chatforge.store import migrate
 from chatforge.store.group_commit import in_one_transaction
 from chatforge.store.models import Conversation, Event, Message, Role, Topic, User
+from chatforge.store.session_models import ProfanityStrike
 from chatforge.store.write_lane import Statements
 from tests.factories import make_topic, make_user
 from tests.servers import SECRET
@@ -409,30 +419,175 @@ async def test_a_cancelled_poster_does_not_disturb_the_others(
     await check_log(ctx, cid)
 
 
-async def test_session_rooms_keep_the_one_message_path_and_its_rules(
-    ctx: AppContext, topic: Topic
-) -> None:
+@dataclass
+class Room:
+    id: int
+    instructor: User
+    members: list[User]
+
+
+async def open_room(ctx: AppContext, members: int) -> Room:
+    """A session room with ``members`` participants, known to the writer as a room (the first
+    message into a room takes a detour through the support writer to find out its kind)."""
     instructor = await make_user(ctx, Role.moderator)
     room = await ctx.sessions.create(instructor, "Room")
-    member = await make_user(ctx)
-    await ctx.sessions.join(member, room.id)
-    batches = Batches(ctx)
-    hello = await ctx.messages.post(member, room.id, "hello")
-    private = await ctx.messages.post(
-        member, room.id, "just you", recipient_id=instructor.id, client_id="p"
-    )
-    again = await ctx.messages.post(
-        member, room.id, "just you", recipient_id=instructor.id, client_id="p"
+    people = [await make_user(ctx) for _ in range(members)]
+    for person in people:
+        await ctx.sessions.join(person, room.id)
+    await ctx.messages.post(instructor, room.id, "welcome")
+    return Room(room.id, instructor, people)
+
+
+class RoomBatches:
+    """Watches the session rooms' writer: the drafts of each batch, and the drafts that took
+    the one-message path instead (left to it by a batch, or retried after one failed)."""
+
+    def __init__(self, ctx: AppContext) -> None:
+        self.drafts: list[list[Draft]] = []
+        self.alone: list[Draft] = []
+        group = ctx.messages.writer.room_group
+        commit, post_alone = group.commit, ctx.messages._post_alone
+
+        async def commit_and_record(drafts: Sequence[Draft]) -> Sequence[Stored | Exception]:
+            self.drafts.append(list(drafts))
+            return await commit(drafts)
+
+        async def alone_and_record(draft: Draft) -> Stored:
+            self.alone.append(draft)
+            return await post_alone(draft)
+
+        group.commit = commit_and_record
+        ctx.messages._post_alone = alone_and_record  # type: ignore[method-assign]
+
+    @property
+    def sizes(self) -> list[int]:
+        return [len(drafts) for drafts in self.drafts]
+
+
+async def test_public_room_messages_share_batches_with_acks_that_match_the_rows(
+    ctx: AppContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    published = Published(ctx)
+    monkeypatch.setattr(ctx.broker, "publish", published)
+    room = await open_room(ctx, 4)
+    before = (await conversation(ctx, room.id)).last_seq
+    batches = RoomBatches(ctx)
+    senders = [room.instructor, *room.members]
+    # Three each: under the participants' rate limit (5 per 10 s).
+    acks: list[PostResult] = await gather(
+        *(
+            ctx.messages.post(senders[n % 5], room.id, f'm{n} "é" 🙂', client_id=f"c{n}")
+            for n in range(15)
+        )
     )
 
-    # Only the first post took the detour through a batch; the room is known after it.
-    assert [[d.conversation_id for d in drafts] for drafts in batches.drafts] == [[room.id]]
-    assert again == PostResult(private.seq, private.message_id, duplicate=True)
+    assert all(isinstance(ack, PostResult) and not ack.duplicate for ack in acks)
+    assert sum(batches.sizes) == 15 and max(batches.sizes) > 1 and batches.alone == []
+    stored = {m.id: m for m in await rows(ctx, room.id)}
+    for n, ack in enumerate(acks):
+        assert stored[ack.message_id].seq == ack.seq
+        assert stored[ack.message_id].sender_id == senders[n % 5].id
+        assert stored[ack.message_id].body == f'm{n} "é" 🙂'
+    seqs = sorted(ack.seq for ack in acks)
+    assert seqs == list(range(before + 1, before + 16))
+    logged = await check_log(ctx, room.id)
+    sent = [e for e in published.of(room.id) if e.seq in set(seqs)]
+    assert [e.seq for e in sent] == seqs
+    assert [e.frame for e in sent] == [envelope_of(e).frame for e in logged if e.seq in set(seqs)]
+    assert all(e.audience is None for e in logged if e.seq in set(seqs))
+    assert published.committed and all(published.committed)
+
+
+async def test_a_room_batch_counts_the_rate_limit_in_order_and_only_for_sends_it_accepts(
+    ctx: AppContext,
+) -> None:
+    room = await open_room(ctx, 1)
+    member, instructor = room.members[0], room.instructor
+    outsider = await make_user(ctx)
+    batches = RoomBatches(ctx)
+    sends = [ctx.messages.post(outsider, room.id, f"x{n}") for n in range(3)]
+    sends += [ctx.messages.post(member, room.id, f"m{n}", client_id=f"m{n}") for n in range(6)]
+    # A resend of the refused sixth, in the same batch: refused too, nothing stored twice.
+    sends.append(ctx.messages.post(member, room.id, "m5", client_id="m5"))
+    sends += [ctx.messages.post(instructor, room.id, f"i{n}") for n in range(7)]
+    outcomes = await gather(*sends)
+
+    assert all(isinstance(o, Forbidden) and o.code == "not_a_participant" for o in outcomes[:3])
+    assert all(isinstance(o, PostResult) for o in outcomes[3:8])
+    assert isinstance(outcomes[8], RateLimited) and outcomes[8].retry_after is not None
+    assert isinstance(outcomes[9], RateLimited)
+    assert all(isinstance(o, PostResult) for o in outcomes[10:])  # instructors are exempt
+    assert batches.alone == []
+    bodies = [m.body for m in await rows(ctx, room.id)]
+    assert sorted(b for b in bodies if b.startswith("m")) == [f"m{n}" for n in range(5)]
+    assert not any(b.startswith("x") for b in bodies)
+    # The outsider's refused sends counted nothing: once in the room, five go through.
+    await ctx.sessions.join(outsider, room.id)
+    for n in range(5):
+        await ctx.messages.post(outsider, room.id, f"y{n}")
+    with pytest.raises(RateLimited):
+        await ctx.messages.post(outsider, room.id, "y5")
+    await check_log(ctx, room.id)
+
+
+async def test_a_room_batch_leaves_the_rarer_cases_to_the_one_message_path(
+    ctx: AppContext,
+) -> None:
+    room = await open_room(ctx, 4)
+    alice, bob, carol, dan = room.members
+    instructor = room.instructor
+    private = await ctx.messages.post(alice, room.id, "psst", recipient_id=instructor.id)
+    await ctx.moderation.mute(instructor, room.id, bob.id, duration_minutes=10, reason="Spamming")
+    batches = RoomBatches(ctx)
+    outcomes = await gather(
+        ctx.messages.post(alice, room.id, "plain"),
+        ctx.messages.post(alice, room.id, "to you", recipient_id=instructor.id),
+        ctx.messages.post(bob, room.id, "let me talk"),
+        ctx.messages.post(carol, room.id, "what the shit"),
+        ctx.messages.post(instructor, room.id, "answer", reply_to=private.message_id),
+    )
+
+    plain, whisper, muted, profane, answer = outcomes
+    assert isinstance(plain, PostResult)
+    assert isinstance(whisper, PostResult)
+    assert isinstance(muted, Muted) and "Spamming" in str(muted)
+    assert isinstance(profane, PostResult)
+    assert isinstance(answer, PostResult)
+    assert sorted(d.body for d in batches.alone) == sorted(
+        ["to you", "let me talk", "what the shit", "answer"]
+    )
+    stored = {m.id: m for m in await rows(ctx, room.id)}
+    assert stored[profane.message_id].body != "what the shit"  # censored
     logged = {e.seq: e for e in await events(ctx, room.id)}
-    assert logged[hello.seq].type == "chat_message"
-    assert logged[private.seq].type == "private_message"
-    assert logged[private.seq].audience is not None
-    assert set(logged[private.seq].audience) >= {member.id, instructor.id}
+    assert logged[whisper.seq].type == "private_message"
+    assert set(logged[whisper.seq].audience or ()) == {alice.id, instructor.id}
+    assert logged[answer.seq].payload["reply_to"] == private.message_id
+    async with ctx.db.read() as session:
+        strikes = await session.scalar(
+            select(func.count()).where(
+                ProfanityStrike.conversation_id == room.id, ProfanityStrike.user_id == carol.id
+            )
+        )
+    assert strikes == 1
+
+    # Slow mode: the room's messages are timed against the sender's last one, there.
+    await ctx.sessions.set_slow_mode(instructor, room.id, 60)
+    slow = await gather(
+        ctx.messages.post(dan, room.id, "one"), ctx.messages.post(dan, room.id, "two")
+    )
+    # Side by side, one of the two is first (either, on PostgreSQL), and the other must wait.
+    assert sum(isinstance(o, PostResult) for o in slow) == 1
+    assert [o.code for o in slow if isinstance(o, RateLimited)] == ["slow_mode"]
+
+
+async def test_a_room_that_has_ended_refuses_in_a_batch(ctx: AppContext) -> None:
+    room = await open_room(ctx, 1)
+    async with ctx.db.write() as session:
+        await session.execute(
+            update(Conversation).where(Conversation.id == room.id).values(status="done")
+        )
+    outcomes = await gather(*(ctx.messages.post(room.members[0], room.id, "hi") for _ in range(2)))
+    assert all(isinstance(o, Conflict) and o.code == "conversation_closed" for o in outcomes)
 
 
 async def test_close_acks_messages_still_queued(settings: Settings) -> None:

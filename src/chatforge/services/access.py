@@ -69,9 +69,17 @@ async def instructor_ids(session: AsyncSession, conversation_id: int) -> set[int
     return set(rows)
 
 
+def runs_session(actor_id: int, actor_role: Role, owner_id: int, member_role: str | None) -> bool:
+    """Whether a user runs a session room: its creator, an admin, or a participant with the
+    instructor role (``member_role``: theirs in the room, None when they are not in it).
+
+    Pure, so the batched writer decides it from rows it loaded in bulk."""
+    return actor_role is Role.admin or actor_id == owner_id or member_role == INSTRUCTOR
+
+
 async def is_instructor(session: AsyncSession, actor: User, conversation: Conversation) -> bool:
     """Whether ``actor`` may run this session room: its creator, a co-instructor or an admin."""
-    if actor.role is Role.admin or actor.id == conversation.owner_id:
+    if runs_session(actor.id, actor.role, conversation.owner_id, None):
         return True
     role = await session.scalar(
         select(Participant.role).where(
@@ -109,16 +117,23 @@ def check_open(conversation: Conversation) -> None:
 async def check_can_post(session: AsyncSession, actor: User, conversation: Conversation) -> None:
     """Raise unless ``actor`` may send a message to ``conversation`` now."""
     if conversation.kind is ConversationKind.session:
-        if not (
+        joined = (
             actor.id == conversation.owner_id
             or actor.role is Role.admin
             or await is_participant(session, conversation.id, actor.id)
-        ):
-            raise Forbidden("Join the session first.", code="not_a_participant")
-        if conversation.status not in OPEN:
-            raise Conflict("This session has ended.", code="conversation_closed")
+        )
+        check_can_post_to_session(joined, conversation.status)
         return
     check_can_post_direct(actor.id, conversation)
+
+
+def check_can_post_to_session(joined: bool, status: ConversationStatus) -> None:
+    """The posting rule of session rooms, once it is known whether the sender is in the room
+    (its creator, an admin or a current participant). Pure, like ``check_can_post_direct``."""
+    if not joined:
+        raise Forbidden("Join the session first.", code="not_a_participant")
+    if status not in OPEN:
+        raise Conflict("This session has ended.", code="conversation_closed")
 
 
 class DirectConversation(Protocol):

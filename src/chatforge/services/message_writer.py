@@ -26,11 +26,13 @@ from sqlalchemy import Integer, Select, Update, bindparam, case, insert, select,
 from sqlalchemy.sql.dml import ReturningUpdate
 from sqlalchemy.sql.selectable import TextualSelect
 
-from chatforge.errors import ChatforgeError, Invalid, NotFound
+from chatforge.errors import ChatforgeError, Invalid, NotFound, RateLimited
 from chatforge.realtime.envelope import Envelope
-from chatforge.services.access import check_can_post_direct
+from chatforge.services.access import check_can_post_direct, check_can_post_to_session, runs_session
 from chatforge.services.eventlog import INSERT_ENCODED_EVENT, EventLog, encoded_event
+from chatforge.services.moderation import in_force
 from chatforge.services.posting import PostedMessage, PostResult, message_event
+from chatforge.services.room_rules import RoomRules
 from chatforge.store.bulk import among, padded
 from chatforge.store.database import Database
 from chatforge.store.group_commit import GroupCommit, in_one_transaction
@@ -39,8 +41,11 @@ from chatforge.store.models import (
     ConversationKind,
     ConversationStatus,
     Message,
+    Participant,
+    Role,
     User,
 )
+from chatforge.store.session_models import Mute, SessionRoom
 from chatforge.store.types import utcnow
 from chatforge.store.write_lane import Statements
 
@@ -180,10 +185,12 @@ class Draft:
     # message by the batch, were a measurable share of the batch's work.
     sender_id: int = field(init=False)
     sender_name: str = field(init=False)
+    sender_role: Role = field(init=False)
 
     def __post_init__(self) -> None:
         self.sender_id = self.sender.id
         self.sender_name = self.sender.display_name
+        self.sender_role = self.sender.role
 
     @property
     def key(self) -> _Key | None:
@@ -215,24 +222,56 @@ class Unbatchable(Exception):
 
 class MessageWriter:
     """Posts drafts in group-committed batches; ``fallback`` posts one alone when a batch fails
-    as a whole (say a concurrent writer in another process won a unique index)."""
+    as a whole (say a concurrent writer in another process won a unique index).
+
+    With ``rooms``, public messages into session rooms have batches of their own
+    (``write_in_room``): a transaction in two steps, the checks and then the writes, with the
+    room's rate limit counted in between (its storage is async: Redis across processes), so a
+    message refused by another rule never counts against it, as on the one-message path.
+    """
 
     def __init__(
-        self, db: Database, log: EventLog, fallback: Callable[[Draft], Awaitable[Stored]]
+        self,
+        db: Database,
+        log: EventLog,
+        fallback: Callable[[Draft], Awaitable[Stored]],
+        rooms: RoomRules | None = None,
     ) -> None:
+        self.db = db
         self.log = log
+        self.rooms = rooms
         self.group: GroupCommit[Draft, Stored] = GroupCommit(
             in_one_transaction(db, flush_drafts),
             fallback=fallback,
             after_commit=self._publish,
             name="message-writer",
         )
+        self.room_group: GroupCommit[Draft, Stored] = GroupCommit(
+            self._commit_in_rooms, fallback=fallback, after_commit=self._publish, name="room-writer"
+        )
         # Store a draft in the next batch; returns once that batch committed. The group's own
         # method, not a wrapper: one coroutine frame less per message.
         self.write = self.group.submit
+        self.write_in_room = self.room_group.submit
 
     async def close(self) -> None:
         await self.group.close()
+        await self.room_group.close()
+
+    async def _commit_in_rooms(self, drafts: Sequence[Draft]) -> list[Stored | Exception]:
+        rooms = self.rooms
+        if rooms is None:
+            return [Unbatchable(d.conversation_id, ConversationKind.session) for d in drafts]
+        now = rooms.clock()
+        async with self.db.steps() as steps:
+            checked = await steps.run(lambda st: check_drafts(st, drafts, rooms_at=now))
+            for index in list(checked.limited):  # in the order sent, as one by one
+                draft = drafts[index]
+                try:
+                    await rooms.count_message(draft.conversation_id, draft.sender_id)
+                except RateLimited as refused:
+                    checked.refuse(index, refused)
+            return await steps.run(lambda st: write_checked(st, checked))
 
     async def _publish(self, results: Sequence[Stored | Exception]) -> None:
         # Drafts come out in queue order, so each conversation's events are in seq order.
@@ -243,11 +282,45 @@ class MessageWriter:
         )
 
 
+@dataclass(slots=True)
+class Checked:
+    """A batch after its checks, before its writes: an outcome for each refused draft, and the
+    drafts to store (``accepted``), of which ``limited`` count against a room's rate limit."""
+
+    drafts: Sequence[Draft]
+    conversations: dict[int, _Conversation]
+    outcomes: list[Stored | Exception | None]
+    accepted: list[int] = field(default_factory=list)
+    limited: list[int] = field(default_factory=list)
+    # (a resend, the draft of this batch it repeats)
+    resends: list[tuple[int, int]] = field(default_factory=list)
+
+    def refuse(self, index: int, error: Exception) -> None:
+        """Refuse an accepted draft after the checks (its room's rate limit was full)."""
+        self.accepted.remove(index)
+        if index in self.limited:
+            self.limited.remove(index)
+        self.outcomes[index] = error
+
+
 def flush_drafts(statements: Statements, drafts: Sequence[Draft]) -> list[Stored | Exception]:
     """Check and write a batch of drafts in the caller's transaction; one outcome per draft.
 
     A rule a draft breaks becomes that draft's outcome and its neighbours are written; only
-    an error of the batch as a whole (the database's) is raised.
+    an error of the batch as a whole (the database's) is raised. Drafts into session rooms come
+    back as ``Unbatchable`` (their rate limit needs a step of its own: ``MessageWriter``).
+    """
+    return write_checked(statements, check_drafts(statements, drafts))
+
+
+def check_drafts(
+    statements: Statements, drafts: Sequence[Draft], *, rooms_at: datetime | None = None
+) -> Checked:
+    """The first half of a batch: load what its rules read and apply them.
+
+    Drafts into session rooms are checked only with ``rooms_at`` (the room rules' current
+    time), else they are ``Unbatchable``. A room's rarer cases are left to the one-message path
+    (``Unbatchable``): private messages, a sender with a mute in force, rooms in slow mode.
     """
     size, params = padded("id", sorted({d.conversation_id for d in drafts}))
     conversations = {
@@ -255,46 +328,59 @@ def flush_drafts(statements: Statements, drafts: Sequence[Draft]) -> list[Stored
     }
     earlier = _earlier_sends(statements, drafts, conversations)
     parents = _parents(statements, drafts)
+    room = _room_facts(statements, drafts, conversations) if rooms_at is not None else None
 
-    outcomes: list[Stored | Exception | None] = [None] * len(drafts)
-    accepted: list[int] = []
+    checked = Checked(drafts, conversations, [None] * len(drafts))
     firsts: dict[_Key, int] = {}  # the draft of this batch that stores each client send
-    resends: list[tuple[int, int]] = []  # (a resend, the draft of this batch it repeats)
     # The order of the one-message path: a missing conversation, then a resend (acked whatever
     # the rules say now), then the rules.
     for index, draft in enumerate(drafts):
         conversation = conversations.get(draft.conversation_id)
         key = draft.key
         if conversation is None:
-            outcomes[index] = NotFound(
+            checked.outcomes[index] = NotFound(
                 f"No conversation {draft.conversation_id}.", code="conversation_not_found"
             )
-        elif conversation.kind is ConversationKind.session:
-            outcomes[index] = Unbatchable(draft.conversation_id, conversation.kind)
+        elif conversation.kind is ConversationKind.session and room is None:
+            checked.outcomes[index] = Unbatchable(draft.conversation_id, conversation.kind)
         elif key is not None and key in earlier:
-            outcomes[index] = earlier[key]
+            checked.outcomes[index] = earlier[key]
         elif key is not None and key in firsts:
-            resends.append((index, firsts[key]))
+            checked.resends.append((index, firsts[key]))
         else:
             try:
-                _check_rules(draft, conversation, parents)
+                if conversation.kind is ConversationKind.session:
+                    assert room is not None and rooms_at is not None
+                    if _check_room_rules(draft, conversation, parents, room, rooms_at):
+                        checked.limited.append(index)
+                else:
+                    _check_rules(draft, conversation, parents)
             except (ChatforgeError, Unbatchable) as error:
-                outcomes[index] = error
+                checked.outcomes[index] = error
                 continue
             if key is not None:
                 firsts[key] = index
-            accepted.append(index)
+            checked.accepted.append(index)
+    return checked
 
-    if accepted:
+
+def write_checked(statements: Statements, checked: Checked) -> list[Stored | Exception]:
+    """The second half of a batch: store its accepted drafts; one outcome per draft."""
+    drafts, outcomes = checked.drafts, checked.outcomes
+    if checked.accepted:
         now = utcnow()
-        stored = _write(statements, [drafts[i] for i in accepted], conversations, now)
-        for index, outcome in zip(accepted, stored, strict=True):
+        stored = _write(
+            statements, [drafts[i] for i in checked.accepted], checked.conversations, now
+        )
+        for index, outcome in zip(checked.accepted, stored, strict=True):
             outcomes[index] = outcome
-    for index, first in resends:
+    for index, first in checked.resends:
         original = outcomes[first]
-        assert isinstance(original, Stored)
-        outcomes[index] = Stored(
-            PostResult(original.result.seq, original.result.message_id, duplicate=True)
+        assert original is not None
+        outcomes[index] = (
+            Stored(PostResult(original.result.seq, original.result.message_id, duplicate=True))
+            if isinstance(original, Stored)
+            else original  # the send it repeats was refused after the checks: so is this one
         )
     assert all(outcome is not None for outcome in outcomes)
     return [outcome for outcome in outcomes if outcome is not None]
@@ -305,6 +391,10 @@ def _check_rules(draft: Draft, conversation: _Conversation, parents: dict[int, _
     check_can_post_direct(draft.sender_id, conversation)
     if draft.recipient_id is not None:
         raise Invalid("Private messages exist only in live sessions.", code="invalid_recipient")
+    _check_parent(draft, conversation, parents)
+
+
+def _check_parent(draft: Draft, conversation: _Conversation, parents: dict[int, _Parent]) -> None:
     if draft.reply_to is not None:
         parent = parents.get(draft.reply_to)
         if parent is None or parent.conversation_id != draft.conversation_id:
@@ -312,8 +402,93 @@ def _check_rules(draft: Draft, conversation: _Conversation, parents: dict[int, _
                 "reply_to must name a message of this conversation.", code="invalid_reply_to"
             )
         if parent.recipient_id is not None:
-            # Only session rooms have private messages; who may see one is decided there.
+            # A private message: who may answer it is decided on the one-message path.
             raise Unbatchable(draft.conversation_id, conversation.kind)
+
+
+class _RoomFacts(NamedTuple):
+    """What the room rules read for a batch's session drafts, keyed by (room, sender)."""
+
+    roles: dict[tuple[int, int], str]
+    """Each sender's role in the room (current participants only)."""
+    mutes: dict[tuple[int, int], datetime | None]
+    """The end of each sender's mute (None: until unmuted), expired or not."""
+    slow_mode: dict[int, int]
+    """The rooms' slow mode intervals in seconds (0: off)."""
+
+
+def _check_room_rules(
+    draft: Draft,
+    conversation: _Conversation,
+    parents: dict[int, _Parent],
+    room: _RoomFacts,
+    now: datetime,
+) -> bool:
+    """The rules ``MessageService.post`` and ``RoomRules.admit`` apply to a public message in a
+    session room, up to its rate limit; True when that limit applies (not an instructor)."""
+    pair = (draft.conversation_id, draft.sender_id)
+    role = room.roles.get(pair)
+    joined = role is not None or draft.sender_id == conversation.owner_id
+    check_can_post_to_session(joined or draft.sender_role is Role.admin, conversation.status)
+    if draft.recipient_id is not None:
+        raise Unbatchable(draft.conversation_id, conversation.kind)  # its audience is fixed there
+    _check_parent(draft, conversation, parents)
+    if runs_session(draft.sender_id, draft.sender_role, conversation.owner_id, role):
+        return False
+    if (pair in room.mutes and in_force(room.mutes[pair], now)) or room.slow_mode.get(
+        draft.conversation_id
+    ):
+        # Refused (with the time left) or timed against the sender's last message there.
+        raise Unbatchable(draft.conversation_id, conversation.kind)
+    return True
+
+
+def _room_facts(
+    statements: Statements, drafts: Sequence[Draft], conversations: dict[int, _Conversation]
+) -> _RoomFacts:
+    rooms = sorted(
+        {
+            d.conversation_id
+            for d in drafts
+            if (c := conversations.get(d.conversation_id)) and c.kind is ConversationKind.session
+        }
+    )
+    if not rooms:
+        return _RoomFacts({}, {}, {})
+    size, params = padded("room", rooms)
+    senders, sender_params = padded("user", sorted({d.sender_id for d in drafts}))
+    params.update(sender_params)
+    query = _room_queries(size, senders)
+    return _RoomFacts(
+        roles={(c, u): role for c, u, role in statements.rows(query.roles, params)},
+        mutes={(c, u): until for c, u, until in statements.rows(query.mutes, params)},
+        slow_mode=dict(statements.rows(query.slow_mode, params)),
+    )
+
+
+class _RoomQueries(NamedTuple):
+    roles: Select[int, int, str]
+    mutes: Select[int, int, datetime | None]
+    slow_mode: Select[int, int]
+
+
+@functools.lru_cache(maxsize=16)
+def _room_queries(rooms: int, senders: int) -> _RoomQueries:
+    """The look-ups of ``_room_facts`` for ``rooms`` rooms and ``senders`` senders (the pairs
+    in between are a superset of the batch's; the extra rows are never asked for)."""
+    return _RoomQueries(
+        roles=select(Participant.conversation_id, Participant.user_id, Participant.role).where(
+            among(Participant.conversation_id, "room", rooms),
+            among(Participant.user_id, "user", senders),
+            Participant.left_at.is_(None),
+        ),
+        mutes=select(Mute.conversation_id, Mute.user_id, Mute.until).where(
+            among(Mute.conversation_id, "room", rooms), among(Mute.user_id, "user", senders)
+        ),
+        slow_mode=select(SessionRoom.conversation_id, SessionRoom.slow_mode_seconds).where(
+            among(SessionRoom.conversation_id, "room", rooms)
+        ),
+    )
 
 
 def _earlier_sends(

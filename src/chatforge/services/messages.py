@@ -146,7 +146,7 @@ class MessageService:
         self.listeners: list[MessageListener] = []
         # The extra rules of live session rooms; support and bot conversations have none.
         self.rooms = rooms
-        self.writer = MessageWriter(db, log, fallback=self._post_alone)
+        self.writer = MessageWriter(db, log, fallback=self._post_alone, rooms=rooms)
         # Kinds never change, so a conversation once found to be a session room goes straight
         # to the one-message path. Bounded, oldest forgotten first: forgetting costs one detour.
         self._known_rooms: dict[int, None] = {}
@@ -182,14 +182,16 @@ class MessageService:
         check_client_id(client_id)
         draft = Draft(actor, conversation_id, body, client_id, recipient_id, reply_to)
         if conversation_id in self._known_rooms:
-            stored = await self._post_alone(draft)
+            stored = await self._post_in_room(draft)
         else:
             try:
                 stored = await self.writer.write(draft)
             except Unbatchable as detour:
                 if detour.kind is ConversationKind.session:
                     self._remember_room(conversation_id)
-                stored = await self._post_alone(draft)
+                    stored = await self._post_in_room(draft)
+                else:
+                    stored = await self._post_alone(draft)
         if stored.posted is not None:
             await self._tell_listeners(stored.posted)
         return stored.result
@@ -198,6 +200,19 @@ class MessageService:
         self._known_rooms[conversation_id] = None
         if len(self._known_rooms) > KNOWN_ROOMS_MAX:
             del self._known_rooms[next(iter(self._known_rooms))]
+
+    async def _post_in_room(self, draft: Draft) -> Stored:
+        """A message into a session room: batched when it is a plain public one, else alone.
+
+        A text the profanity filter censors takes the one-message path (strikes, audit record,
+        automatic mute), as do the cases the batch leaves to it (``Unbatchable``).
+        """
+        if self.rooms is None or self.rooms.profanity.screen(draft.body).violated:
+            return await self._post_alone(draft)
+        try:
+            return await self.writer.write_in_room(draft)
+        except Unbatchable:
+            return await self._post_alone(draft)
 
     async def _post_alone(self, draft: Draft) -> Stored:
         """The one-message path: its own transaction, with the room rules of session rooms."""
@@ -243,7 +258,10 @@ class MessageService:
         reply_to: int | None,
     ) -> tuple[PostResult, PostedMessage | None]:
         async with self.log.transaction() as session:
-            conversation = await session.get(Conversation, conversation_id)
+            # Locked (FOR UPDATE on PostgreSQL; SQLite's writer holds the whole file) before the
+            # rules read anything: two sends of one person checked side by side would both pass
+            # slow mode, which times each message against the last one committed.
+            conversation = await session.get(Conversation, conversation_id, with_for_update=True)
             if conversation is None:
                 raise NotFound(f"No conversation {conversation_id}.", code="conversation_not_found")
             if client_id is not None:

@@ -54,9 +54,14 @@ async def active_mute(
 ) -> MuteView | None:
     """The user's mute in the room if it is still in force at ``now``."""
     mute = await session.get(Mute, (conversation_id, user_id))
-    if mute is None or (mute.until is not None and mute.until <= now):
+    if mute is None or not in_force(mute.until, now):
         return None
     return mute_view(mute)
+
+
+def in_force(until: datetime | None, now: datetime) -> bool:
+    """Whether a mute ending at ``until`` (None: never) still holds at ``now``."""
+    return until is None or until > now
 
 
 def describe_mute(mute: MuteView, now: datetime) -> str:

@@ -84,11 +84,16 @@ class RoomRules:
                 session, actor, conversation, recipient_id, instructor
             )
         if not instructor:
-            await self.limits.consume(
-                self.message_rule, "session-message", str(conversation.id), str(actor.id)
-            )
+            await self.count_message(conversation.id, actor.id)
         screened = self.profanity.screen(body)
         return Admission(screened.text, audience, screened.violated, body, instructor)
+
+    async def count_message(self, conversation_id: int, user_id: int) -> None:
+        """Count a participant's message against the room's rate limit; ``RateLimited`` (and
+        nothing counted) when the window is full."""
+        await self.limits.consume(
+            self.message_rule, "session-message", str(conversation_id), str(user_id)
+        )
 
     async def after_post(
         self,
