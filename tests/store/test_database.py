@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
@@ -164,3 +164,44 @@ async def test_fetch_on_an_in_memory_database_runs_in_a_read_session() -> None:
         assert await database.fetch(lambda s: s.rows(select(literal(7)))) == [(7,)]
     finally:
         await database.dispose()
+
+
+def add_topic(name: str) -> Callable[[Statements], None]:
+    return lambda statements: statements.run(insert(Topic.__table__), [topic_row(name)])
+
+
+async def test_steps_commit_at_the_end_of_their_block(db: Database) -> None:
+    async with db.steps() as steps:
+        await steps.run(add_topic("first"))
+        await asyncio.sleep(0)  # async work between the steps
+        await steps.run(add_topic("second"))
+        assert (await db.fetch(topic_names))[1] == []  # not committed yet
+    assert (await db.fetch(topic_names))[1] == ["first", "second"]
+
+
+async def test_a_last_step_commits_with_itself_and_ends_the_transaction(db: Database) -> None:
+    async with db.steps() as steps:
+        await steps.run(add_topic("first"))
+        await steps.last(add_topic("second"))
+        # Committed in the last step's own hop, before the block ends.
+        assert (await db.fetch(topic_names))[1] == ["first", "second"]
+        with pytest.raises(RuntimeError, match="last step"):
+            await steps.run(add_topic("too late"))
+    assert (await db.fetch(topic_names))[1] == ["first", "second"]
+    # The lane is free for the next transaction.
+    await db.transact(add_topic("third"))
+    assert (await db.fetch(topic_names))[1] == ["first", "second", "third"]
+
+
+async def test_a_failing_last_step_rolls_back_every_step(db: Database) -> None:
+    def fail(statements: Statements) -> None:
+        add_topic("half")(statements)
+        raise RuntimeError("the bots broke")
+
+    with pytest.raises(RuntimeError, match="the bots broke"):
+        async with db.steps() as steps:
+            await steps.run(add_topic("first"))
+            await steps.last(fail)
+    assert (await db.fetch(topic_names))[1] == []
+    await db.transact(add_topic("after"))
+    assert (await db.fetch(topic_names))[1] == ["after"]

@@ -159,6 +159,10 @@ class BotTransaction:
     async def run(self, work: Callable[[Statements], T]) -> T:
         return await self.steps.run(work)
 
+    async def last(self, work: Callable[[Statements], T]) -> T:
+        """``work`` as the last step, committed with it (``Steps.last``)."""
+        return await self.steps.last(work)
+
 
 def _state_columns(outcome: Outcome, channel: str, now: datetime) -> dict[str, Any]:
     """The ``bot_states`` columns a step writes (also for an apology: state as it was)."""
@@ -329,7 +333,7 @@ class BotRuntime:
         self, transaction: BotTransaction, requests: Sequence[BotRequest]
     ) -> list[BotReply]:
         """Run one step per request, in order, inside ``transaction``: ``load``, then
-        ``step_batch``, then ``store``."""
+        ``step_batch``, then ``store``, the transaction's last step (it commits it)."""
         if not requests:
             return []
         now = self.clock()
@@ -344,9 +348,9 @@ class BotRuntime:
         now: datetime,
     ) -> list[BotReply]:
         """The rest of a batch once ``load`` read its ``standings`` in ``transaction``: step
-        the bots, then write their outcomes in one more step."""
+        the bots, then write their outcomes in its last step, which commits it."""
         stepped = await self.step_batch(requests, standings, now)
-        envelopes = await transaction.run(lambda statements: self.store(statements, stepped))
+        envelopes = await transaction.last(lambda statements: self.store(statements, stepped))
         transaction.envelopes.extend(envelopes)
         return stepped.replies
 

@@ -271,7 +271,7 @@ class MessageWriter:
                     await rooms.count_message(draft.conversation_id, draft.sender_id)
                 except RateLimited as refused:
                     checked.refuse(index, refused)
-            return await steps.run(lambda st: write_checked(st, checked))
+            return await steps.last(lambda st: write_checked(st, checked))
 
     async def _publish(self, results: Sequence[Stored | Exception]) -> None:
         # Drafts come out in queue order, so each conversation's events are in seq order.

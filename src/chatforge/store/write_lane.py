@@ -17,7 +17,8 @@ once for both.
 
 A transaction that must wait for async work half-way (a batch of webhooks: read, let the bots
 step, write) is written as :class:`Steps` (``Database.steps()``): each ``run(work)`` is one such
-function, one hop, in the same transaction, which commits when the block ends.
+function, one hop, in the same transaction, which commits when the block ends; ``last(work)``
+commits in the hop of the last step instead of one more.
 """
 
 from __future__ import annotations
@@ -70,6 +71,12 @@ class Steps(Protocol):
 
     async def run(self, work: Callable[[Statements], T]) -> T:
         """``work(statements)`` in the transaction; its result (not yet committed)."""
+        ...
+
+    async def last(self, work: Callable[[Statements], T]) -> T:
+        """``work(statements)`` as the transaction's last step, with the commit in the same
+        hop on the lane (in a session, the commit stays at the block's end, which must follow
+        at once). No step may follow."""
         ...
 
 
@@ -180,7 +187,7 @@ class WriteLane:
             if steps.begun:
                 await self._settle(functools.partial(self._end, "ROLLBACK"))
             raise
-        if steps.begun:
+        if steps.begun and not steps.ended:
             await self._settle(functools.partial(self._end, "COMMIT"))
 
     async def _settle(self, function: Callable[[], T]) -> T:
@@ -200,6 +207,11 @@ class WriteLane:
         except BaseException:
             self._end("ROLLBACK")
             raise
+        self._end("COMMIT")
+        return result
+
+    def _last_step(self, work: Callable[[Statements], T], *, begin: bool) -> T:
+        result = self._step(work, begin=begin)
         self._end("COMMIT")
         return result
 
@@ -235,10 +247,21 @@ class _LaneSteps:
     def __init__(self, lane: WriteLane) -> None:
         self._lane = lane
         self.begun = False
+        self.ended = False
 
     async def run(self, work: Callable[[Statements], T]) -> T:
+        return await self._lane._settle(functools.partial(self._lane._step, work, **self._next()))
+
+    async def last(self, work: Callable[[Statements], T]) -> T:
+        step = functools.partial(self._lane._last_step, work, **self._next())
+        self.ended = True  # committed, or rolled back by the failure it raises
+        return await self._lane._settle(step)
+
+    def _next(self) -> dict[str, bool]:
+        if self.ended:
+            raise RuntimeError("the transaction's last step has run")
         begin, self.begun = not self.begun, True
-        return await self._lane._settle(functools.partial(self._lane._step, work, begin=begin))
+        return {"begin": begin}
 
 
 class SessionSteps:
@@ -249,6 +272,10 @@ class SessionSteps:
 
     async def run(self, work: Callable[[Statements], T]) -> T:
         return await self.session.run_sync(in_session, work)
+
+    async def last(self, work: Callable[[Statements], T]) -> T:
+        # The session commits when ``Database.steps``'s block ends, right after this.
+        return await self.run(work)
 
 
 def in_session(session: Session, work: Callable[[Statements], T]) -> T:
