@@ -63,7 +63,11 @@ def test_extra_words_are_indexed_too() -> None:
     assert screen("you fr0bn1c4t3").violated
 
 
-@pytest.mark.parametrize("asked", ["", "a", "sh*t", "sh1t", "$hit", "shit", "bananas", "ab"])
+@pytest.mark.parametrize(
+    "asked",
+    # Regular expression syntax in the text or the substitutes ("*", "$", ".") is plain text.
+    ["", "a", "sh*t", "sh1t", "$hit", "shit", "bananas", "ab", "s.it", "sh.t", "f*ck", "****"],
+)
 def test_the_index_answers_in_as_the_list_does(asked: str) -> None:
     reference = plain()
     index = WordIndex(reference.CENSOR_WORDSET, reference.CHARS_MAPPING)
