@@ -6,10 +6,15 @@
 Each run gets a fresh SQLite file (or new accounts in the given PostgreSQL database, migrated
 first), opens ``--conversations`` support conversations, each claimed by a moderator, then has
 ``--concurrency`` callers post ``--messages`` messages between them, owners and moderators in
-turn, each with its own ``client_id``. Prints messages/s, the p50 / p99 latency of one ``post``
-(call to ack), the CPU time this process spent per message (all threads: it says more than
-messages/s on a busy shared machine) and the load average before the run. After each run the
-database is checked: one message per post, and one event for every seq of each conversation.
+turn, each with its own ``client_id``. With ``--kind session`` the conversations are live
+session rooms instead, each with its instructor and one participant taking turns: every message
+passes the room rules (membership, mutes, slow mode, the profanity filter, and the rate limit,
+raised here so that it counts every participant's message but refuses none).
+
+Prints messages/s, the p50 / p99 latency of one ``post`` (call to ack), the CPU time this
+process spent per message (all threads: it says more than messages/s on a busy shared machine)
+and the load average before the run. After each run the database is checked: one message per
+post, and one event for every seq of each conversation.
 
 Profile a run with ``pyinstrument -m benchmarks.persistence ...`` or ``py-spy record``.
 """
@@ -36,6 +41,9 @@ from chatforge.settings import load_settings
 from chatforge.store import migrate
 from chatforge.store.models import Conversation, Event, Message, Role, User
 
+# Session rooms' rate limit for participants, counted for every message and never full.
+UNREFUSED_RATE = "1000000/second"
+
 
 @dataclass
 class Outcome:
@@ -57,7 +65,9 @@ class Pair:
     moderator: User
 
 
-async def open_conversations(ctx: AppContext, count: int) -> list[Pair]:
+async def open_conversations(ctx: AppContext, count: int, kind: str) -> list[Pair]:
+    """``count`` support conversations (owner, claiming moderator) or session rooms
+    (participant, instructor)."""
     run = secrets.token_hex(3)  # PostgreSQL keeps earlier runs' accounts: names must differ
     admin = await ctx.accounts.register(f"bench-admin-{run}", "benchmark-pass", role=Role.admin)
     topic = await ctx.topics.create(admin, name=f"bench {run}")
@@ -67,6 +77,11 @@ async def open_conversations(ctx: AppContext, count: int) -> list[Pair]:
         moderator = await ctx.accounts.register(
             f"bench-m{index}-{run}", "benchmark-pass", role=Role.moderator
         )
+        if kind == "session":
+            room = await ctx.sessions.create(moderator, f"bench room {index}")
+            await ctx.sessions.join(owner, room.id)
+            pairs.append(Pair(room.id, owner, moderator))
+            continue
         conversation = (await ctx.support.open(owner, topic.id)).conversation
         await ctx.support.claim(moderator, conversation.id)
         pairs.append(Pair(conversation.id, owner, moderator))
@@ -118,16 +133,17 @@ async def check_stored(ctx: AppContext, pairs: list[Pair], expected: int) -> Non
         raise SystemExit(f"stored {stored} messages for {expected} posts; holes: {holes}")
 
 
-async def run(url: str, conversations: int, callers: int, messages: int) -> Outcome:
+async def run(url: str, conversations: int, callers: int, messages: int, kind: str) -> Outcome:
     settings = load_settings(
         data_dir=Path(tempfile.mkdtemp(prefix="chatforge-persistence-")),
         database_url=url,
         secret_key=SECRET,
         max_active_per_moderator=conversations,
+        session_message_rate=UNREFUSED_RATE,
     )
     ctx = build_context(settings)
     try:
-        pairs = await open_conversations(ctx, conversations)
+        pairs = await open_conversations(ctx, conversations, kind)
         # Warm-up: compile the statements and fill the pools before the clock starts.
         await post_all(ctx, pairs, 2 * conversations, 1, "warm")
         # As the server's start-up does (``app.py``): what exists now lives as long as the
@@ -152,6 +168,9 @@ def main() -> None:
     parser.add_argument("--messages", type=int, default=20_000)
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 50, 500])
     parser.add_argument("--conversations", type=int, nargs="+", default=[1, 10])
+    parser.add_argument(
+        "--kind", choices=["support", "session"], default="support", help="conversations"
+    )
     parser.add_argument("--postgres", metavar="URL", help="also run on this PostgreSQL database")
     parser.add_argument(
         "--sqlite", action=argparse.BooleanOptionalAction, default=True, help="run on SQLite"
@@ -181,7 +200,7 @@ def main() -> None:
         backends, args.conversations, args.concurrency
     ):
         load = "/".join(f"{value:.1f}" for value in os.getloadavg())
-        outcome = runner(run(url(), conversations, callers, args.messages))
+        outcome = runner(run(url(), conversations, callers, args.messages, args.kind))
         print(
             f"{name:9} {conversations:>5} {callers:>7} {outcome.rate:>9.0f}"
             f" {1000 * percentile(outcome.latencies, 0.5):>8.2f}"
