@@ -110,6 +110,14 @@ class Published:
         return [e for e in self.envelopes if e.topic == conversation_topic(conversation_id)]
 
 
+@pytest.fixture
+def published(ctx: AppContext, monkeypatch: pytest.MonkeyPatch) -> Published:
+    """What the test's context publishes from now on."""
+    recorder = Published(ctx)
+    monkeypatch.setattr(ctx.broker, "publish", recorder)
+    return recorder
+
+
 def _frame(envelope: Envelope) -> dict[str, Any]:
     frame: dict[str, Any] = json.loads(envelope.frame)
     return frame
@@ -189,10 +197,8 @@ async def gather(*posts: Any) -> list[Any]:
 
 
 async def test_concurrent_posts_get_gapless_seqs_and_acks_that_match_the_rows(
-    ctx: AppContext, topic: Topic, monkeypatch: pytest.MonkeyPatch
+    ctx: AppContext, topic: Topic, published: Published
 ) -> None:
-    published = Published(ctx)
-    monkeypatch.setattr(ctx.broker, "publish", published)
     supports = [await open_support(ctx, topic) for _ in range(3)]
     before = {
         s.conversation_id: (await conversation(ctx, s.conversation_id)).last_seq for s in supports
@@ -344,10 +350,8 @@ async def test_the_assignees_first_answer_is_recorded(ctx: AppContext, topic: To
 
 
 async def test_a_batch_that_fails_before_its_commit_is_stored_message_by_message(
-    ctx: AppContext, topic: Topic, monkeypatch: pytest.MonkeyPatch
+    ctx: AppContext, topic: Topic, published: Published
 ) -> None:
-    published = Published(ctx)
-    monkeypatch.setattr(ctx.broker, "publish", published)
     support = await open_support(ctx, topic)
     cid = support.conversation_id
     batches = Batches(ctx, failures=[RuntimeError("commit lost")])
@@ -465,10 +469,8 @@ class RoomBatches:
 
 
 async def test_public_room_messages_share_batches_with_acks_that_match_the_rows(
-    ctx: AppContext, monkeypatch: pytest.MonkeyPatch
+    ctx: AppContext, published: Published
 ) -> None:
-    published = Published(ctx)
-    monkeypatch.setattr(ctx.broker, "publish", published)
     room = await open_room(ctx, 4)
     before = (await conversation(ctx, room.id)).last_seq
     batches = RoomBatches(ctx)

@@ -49,8 +49,25 @@ async def load_readable(session: AsyncSession, actor: User, conversation_id: int
     if conversation is None:
         raise NotFound(f"No conversation {conversation_id}.", code="conversation_not_found")
     if not await can_read(session, actor, conversation):
-        raise Forbidden("You may not read this conversation.", code="not_a_participant")
+        raise _cannot_read()
     return conversation
+
+
+def check_can_read_session(
+    actor_id: int, actor_role: Role, conversation: DirectConversation, joined: bool
+) -> None:
+    """``can_read`` for a session room, once it is known whether the actor is a current
+    participant (``joined``); raises what ``load_readable`` raises. Pure, for batches."""
+    if not (
+        actor_role is Role.admin
+        or actor_id in (conversation.owner_id, conversation.assignee_id)
+        or joined
+    ):
+        raise _cannot_read()
+
+
+def _cannot_read() -> Forbidden:
+    return Forbidden("You may not read this conversation.", code="not_a_participant")
 
 
 INSTRUCTOR = "instructor"
@@ -109,7 +126,7 @@ async def load_session_as_instructor(
     return conversation
 
 
-def check_open(conversation: Conversation) -> None:
+def check_open(conversation: DirectConversation) -> None:
     if conversation.status not in OPEN:
         raise Conflict("This session has ended.", code="conversation_closed")
 

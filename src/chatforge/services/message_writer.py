@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import functools
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, NamedTuple
@@ -52,7 +52,7 @@ from chatforge.store.write_lane import Statements
 _Key = tuple[int, int, str]  # (conversation_id, sender_id, client_id): one send of a client
 
 
-class _Conversation(NamedTuple):
+class ConversationRow(NamedTuple):
     """What the batch reads of a conversation (the columns of ``_conversations_query``)."""
 
     id: int
@@ -89,6 +89,13 @@ def _conversations_query(size: int) -> Select[*tuple[Any, ...]]:
         .order_by(Conversation.id)
         .with_for_update()
     )
+
+
+def load_conversations(statements: Statements, ids: Collection[int]) -> dict[int, ConversationRow]:
+    """The conversations ``ids`` that exist, locked until the transaction ends."""
+    size, params = padded("id", sorted(ids))
+    rows = statements.rows(_conversations_query(size), params)
+    return {row[0]: ConversationRow(*row) for row in rows}
 
 
 @functools.lru_cache(maxsize=8)
@@ -288,7 +295,7 @@ class Checked:
     drafts to store (``accepted``), of which ``limited`` count against a room's rate limit."""
 
     drafts: Sequence[Draft]
-    conversations: dict[int, _Conversation]
+    conversations: dict[int, ConversationRow]
     outcomes: list[Stored | Exception | None]
     accepted: list[int] = field(default_factory=list)
     limited: list[int] = field(default_factory=list)
@@ -322,10 +329,7 @@ def check_drafts(
     time), else they are ``Unbatchable``. A room's rarer cases are left to the one-message path
     (``Unbatchable``): private messages, a sender with a mute in force, rooms in slow mode.
     """
-    size, params = padded("id", sorted({d.conversation_id for d in drafts}))
-    conversations = {
-        row[0]: _Conversation(*row) for row in statements.rows(_conversations_query(size), params)
-    }
+    conversations = load_conversations(statements, {d.conversation_id for d in drafts})
     earlier = _earlier_sends(statements, drafts, conversations)
     parents = _parents(statements, drafts)
     room = _room_facts(statements, drafts, conversations) if rooms_at is not None else None
@@ -386,7 +390,7 @@ def write_checked(statements: Statements, checked: Checked) -> list[Stored | Exc
     return [outcome for outcome in outcomes if outcome is not None]
 
 
-def _check_rules(draft: Draft, conversation: _Conversation, parents: dict[int, _Parent]) -> None:
+def _check_rules(draft: Draft, conversation: ConversationRow, parents: dict[int, _Parent]) -> None:
     """The rules ``MessageService.post`` applies to support and bot conversations."""
     check_can_post_direct(draft.sender_id, conversation)
     if draft.recipient_id is not None:
@@ -394,7 +398,7 @@ def _check_rules(draft: Draft, conversation: _Conversation, parents: dict[int, _
     _check_parent(draft, conversation, parents)
 
 
-def _check_parent(draft: Draft, conversation: _Conversation, parents: dict[int, _Parent]) -> None:
+def _check_parent(draft: Draft, conversation: ConversationRow, parents: dict[int, _Parent]) -> None:
     if draft.reply_to is not None:
         parent = parents.get(draft.reply_to)
         if parent is None or parent.conversation_id != draft.conversation_id:
@@ -419,7 +423,7 @@ class _RoomFacts(NamedTuple):
 
 def _check_room_rules(
     draft: Draft,
-    conversation: _Conversation,
+    conversation: ConversationRow,
     parents: dict[int, _Parent],
     room: _RoomFacts,
     now: datetime,
@@ -444,7 +448,7 @@ def _check_room_rules(
 
 
 def _room_facts(
-    statements: Statements, drafts: Sequence[Draft], conversations: dict[int, _Conversation]
+    statements: Statements, drafts: Sequence[Draft], conversations: dict[int, ConversationRow]
 ) -> _RoomFacts:
     rooms = sorted(
         {
@@ -455,15 +459,28 @@ def _room_facts(
     )
     if not rooms:
         return _RoomFacts({}, {}, {})
-    size, params = padded("room", rooms)
-    senders, sender_params = padded("user", sorted({d.sender_id for d in drafts}))
-    params.update(sender_params)
-    query = _room_queries(size, senders)
+    query, params = _room_queries(rooms, {d.sender_id for d in drafts})
     return _RoomFacts(
         roles={(c, u): role for c, u, role in statements.rows(query.roles, params)},
         mutes={(c, u): until for c, u, until in statements.rows(query.mutes, params)},
         slow_mode=dict(statements.rows(query.slow_mode, params)),
     )
+
+
+def member_roles(
+    statements: Statements, rooms: Collection[int], users: Collection[int]
+) -> dict[tuple[int, int], str]:
+    """The roles of ``users`` who are current participants of ``rooms``, by (room, user)."""
+    query, params = _room_queries(rooms, users)
+    return {(c, u): role for c, u, role in statements.rows(query.roles, params)}
+
+
+def _room_queries(
+    rooms: Collection[int], users: Collection[int]
+) -> tuple[_RoomQueries, dict[str, Any]]:
+    size, params = padded("room", sorted(rooms))
+    senders, sender_params = padded("user", sorted(users))
+    return _sized_room_queries(size, senders), {**params, **sender_params}
 
 
 class _RoomQueries(NamedTuple):
@@ -473,7 +490,7 @@ class _RoomQueries(NamedTuple):
 
 
 @functools.lru_cache(maxsize=16)
-def _room_queries(rooms: int, senders: int) -> _RoomQueries:
+def _sized_room_queries(rooms: int, senders: int) -> _RoomQueries:
     """The look-ups of ``_room_facts`` for ``rooms`` rooms and ``senders`` senders (the pairs
     in between are a superset of the batch's; the extra rows are never asked for)."""
     return _RoomQueries(
@@ -494,7 +511,7 @@ def _room_queries(rooms: int, senders: int) -> _RoomQueries:
 def _earlier_sends(
     statements: Statements,
     drafts: Sequence[Draft],
-    conversations: dict[int, _Conversation],
+    conversations: dict[int, ConversationRow],
 ) -> dict[_Key, Stored]:
     """Acks of messages stored before this batch with one of its ``client_id``s."""
     keys = sorted(
@@ -530,11 +547,11 @@ def _parents(statements: Statements, drafts: Sequence[Draft]) -> dict[int, _Pare
 def _write(
     statements: Statements,
     drafts: Sequence[Draft],
-    conversations: dict[int, _Conversation],
+    conversations: dict[int, ConversationRow],
     now: datetime,
 ) -> list[Stored]:
     """Insert the accepted drafts, numbered after their conversations' last ``seq``."""
-    seqs = _reserve_seqs(statements, Counter(draft.conversation_id for draft in drafts))
+    seqs = reserve_seqs(statements, Counter(draft.conversation_id for draft in drafts))
     numbered = [(draft, next(seqs[draft.conversation_id])) for draft in drafts]
     ids = statements.insert_ids(
         _INSERT_MESSAGE,
@@ -588,7 +605,7 @@ def _write(
     return stored
 
 
-def _reserve_seqs(statements: Statements, counts: Counter[int]) -> dict[int, Iterator[int]]:
+def reserve_seqs(statements: Statements, counts: Counter[int]) -> dict[int, Iterator[int]]:
     """Take ``counts[c]`` consecutive seqs of each conversation ``c``, in one statement.
 
     ``last_seq = last_seq + n ... RETURNING`` holds each conversation row's write lock until
@@ -606,7 +623,7 @@ def _reserve_seqs(statements: Statements, counts: Counter[int]) -> dict[int, Ite
 def _mark_first_responses(
     statements: Statements,
     drafts: Sequence[Draft],
-    conversations: dict[int, _Conversation],
+    conversations: dict[int, ConversationRow],
     now: datetime,
 ) -> None:
     """Record when the assignee first answered, for conversations where it happened now."""

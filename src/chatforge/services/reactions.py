@@ -6,18 +6,34 @@ A reaction to a private message is an event only its audience receives.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from limits import RateLimitItem
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from chatforge.errors import Conflict, Invalid, NotFound
+from chatforge.errors import ChatforgeError, Invalid
+from chatforge.realtime.envelope import Envelope
 from chatforge.services.access import check_open, is_instructor, load_session
 from chatforge.services.eventlog import EventLog
+from chatforge.services.message_writer import Unbatchable
 from chatforge.services.ratelimits import RateLimits
+from chatforge.services.reaction_batches import (
+    Change,
+    Toggle,
+    Unchanged,
+    apply,
+    check,
+    decide,
+    load_facts,
+    message_deleted,
+    no_message,
+    reaction_payload,
+    write_toggles,
+)
 from chatforge.store.database import Database
+from chatforge.store.group_commit import GroupCommit
 from chatforge.store.models import Conversation, Event, Message, User
 from chatforge.store.session_models import Reaction
 from chatforge.store.types import utcnow
@@ -83,6 +99,14 @@ async def reaction_summaries(
     }
 
 
+@dataclass(frozen=True, slots=True)
+class _Reacted:
+    """A toggle's outcome, and the event to publish once its batch committed."""
+
+    result: ReactionResult
+    envelope: Envelope | None = None
+
+
 class ReactionService:
     def __init__(
         self, db: Database, log: EventLog, limits: RateLimits, *, rule: RateLimitItem
@@ -91,6 +115,16 @@ class ReactionService:
         self.log = log
         self.limits = limits
         self.rule = rule
+        self.batches: GroupCommit[Toggle, _Reacted] = GroupCommit(
+            self._commit,
+            fallback=self._set_alone,
+            after_commit=self._publish,
+            name="reaction-batches",
+        )
+
+    async def close(self) -> None:
+        """Store the toggles already queued, refuse new ones, and stop the batch writer."""
+        await self.batches.close()
 
     async def toggle(
         self, actor: User, conversation_id: int, message_id: int, emoji: str
@@ -114,24 +148,84 @@ class ReactionService:
         self, actor: User, conversation_id: int, message_id: int, emoji: str, *, want: bool | None
     ) -> ReactionResult:
         """Raises ``Invalid`` (emoji), ``NotFound`` (message not visible to you), ``Conflict``
-        (deleted message, ended session) and ``RateLimited`` (10 a minute; not instructors)."""
-        emoji = check_emoji(emoji)
+        (deleted message, ended session) and ``RateLimited`` (10 a minute; not instructors).
+
+        Toggles share batches (``reaction_batches.py``); the cases a batch leaves alone take
+        the one-message path."""
+        toggle = Toggle(actor, conversation_id, message_id, check_emoji(emoji), want)
+        try:
+            reacted = await self.batches.submit(toggle)
+        except Unbatchable:
+            reacted = await self._set_alone(toggle)
+        return reacted.result
+
+    async def _commit(self, toggles: Sequence[Toggle]) -> list[_Reacted | Exception]:
+        """One batch: load the facts, decide each toggle in order (counting the rate limit of
+        those that change something), then write the changes and commit."""
+        outcomes: list[_Reacted | Exception | Change] = []
+        changes: list[Change] = []
+        async with self.db.steps() as steps:
+            facts = await steps.run(lambda statements: load_facts(statements, toggles))
+            for toggle in toggles:
+                try:
+                    limited = check(toggle, facts)
+                    decided = decide(toggle, facts)
+                    if isinstance(decided, Change) and limited:
+                        await self._count(toggle.conversation_id, toggle.actor_id)
+                except (ChatforgeError, Unbatchable) as refused:
+                    outcomes.append(refused)
+                    continue
+                if isinstance(decided, Unchanged):
+                    outcomes.append(
+                        _Reacted(
+                            ReactionResult(toggle.emoji, decided.added, decided.total, False, None)
+                        )
+                    )
+                    continue
+                apply(decided, facts)
+                changes.append(decided)
+                outcomes.append(decided)
+            if not changes:
+                return [o for o in outcomes if not isinstance(o, Change)]
+            now = utcnow()
+            written = iter(await steps.last(lambda st: write_toggles(st, changes, now)))
+        results: list[_Reacted | Exception] = []
+        for outcome in outcomes:
+            if isinstance(outcome, Change):
+                seq, envelope = next(written)
+                result = ReactionResult(
+                    outcome.toggle.emoji, outcome.added, outcome.total, changed=True, seq=seq
+                )
+                results.append(_Reacted(result, envelope))
+            else:
+                results.append(outcome)
+        return results
+
+    async def _publish(self, outcomes: Sequence[_Reacted | Exception]) -> None:
+        await self.log.publish(
+            o.envelope for o in outcomes if isinstance(o, _Reacted) and o.envelope is not None
+        )
+
+    async def _set_alone(self, toggle: Toggle) -> _Reacted:
+        """One toggle in its own transaction, with every rule (private messages too)."""
+        actor, conversation_id, message_id = toggle.actor, toggle.conversation_id, toggle.message_id
+        emoji, want = toggle.emoji, toggle.want
         async with self.log.transaction() as session:
             conversation = await load_session(session, actor, conversation_id)
             check_open(conversation)
             message = await session.get(Message, message_id)
             if message is None or message.conversation_id != conversation_id:
-                raise NotFound(f"No message {message_id} here.", code="message_not_found")
+                raise no_message(message_id)
             audience = await self._audience(session, message)
             if audience is not None and actor.id not in audience:
-                raise NotFound(f"No message {message_id} here.", code="message_not_found")
+                raise no_message(message_id)
             if message.deleted_at is not None:
-                raise Conflict("This message was deleted.", code="message_deleted")
+                raise message_deleted()
             existing = await session.get(Reaction, (message_id, actor.id, emoji))
             add = existing is None if want is None else want
             if add == (existing is not None):
-                count = await self._count(session, message_id, emoji)
-                return ReactionResult(emoji, add, count, changed=False, seq=None)
+                count = await self._count_of(session, message_id, emoji)
+                return _Reacted(ReactionResult(emoji, add, count, changed=False, seq=None))
             await self._limit(session, actor, conversation)
             if add:
                 session.add(
@@ -146,28 +240,24 @@ class ReactionService:
             else:
                 await session.delete(existing)
             await session.flush()
-            count = await self._count(session, message_id, emoji)
+            count = await self._count_of(session, message_id, emoji)
             event = await self.log.append(
                 session,
                 conversation_id,
                 "reaction_added" if add else "reaction_removed",
                 actor_id=actor.id,
-                payload={
-                    "message_id": message_id,
-                    "user_id": actor.id,
-                    "name": actor.display_name,
-                    "emoji": emoji,
-                    "count": count,
-                },
+                payload=reaction_payload(toggle, count),
                 audience=audience,
             )
-        return ReactionResult(emoji, add, count, changed=True, seq=event.seq)
+        return _Reacted(ReactionResult(emoji, add, count, changed=True, seq=event.seq))
+
+    async def _count(self, conversation_id: int, user_id: int) -> None:
+        """Count a reaction against the room's rate limit (``RateLimited`` when full)."""
+        await self.limits.consume(self.rule, "session-reaction", str(conversation_id), str(user_id))
 
     async def _limit(self, session: AsyncSession, actor: User, conversation: Conversation) -> None:
         if not await is_instructor(session, actor, conversation):
-            await self.limits.consume(
-                self.rule, "session-reaction", str(conversation.id), str(actor.id)
-            )
+            await self._count(conversation.id, actor.id)
 
     @staticmethod
     async def _audience(session: AsyncSession, message: Message) -> list[int] | None:
@@ -182,7 +272,7 @@ class ReactionService:
         return list(audience) if audience is not None else [message.sender_id, message.recipient_id]
 
     @staticmethod
-    async def _count(session: AsyncSession, message_id: int, emoji: str) -> int:
+    async def _count_of(session: AsyncSession, message_id: int, emoji: str) -> int:
         count = await session.scalar(
             select(func.count()).where(Reaction.message_id == message_id, Reaction.emoji == emoji)
         )
