@@ -228,3 +228,23 @@ async def test_admins_may_react_in_any_room(ctx: AppContext) -> None:
     message = await ctx.messages.post(room.instructor, room.id, "hello")
     result = await ctx.reactions.toggle(admin, room.id, message.message_id, CLAP)
     assert result.changed and await reactions(ctx, message.message_id) == {(admin.id, CLAP)}
+
+
+async def test_two_toggles_of_one_reaction_on_the_one_message_path_take_turns(
+    ctx: AppContext,
+) -> None:
+    room = await open_room(ctx, 1)
+    [alice] = room.members
+    private = await ctx.messages.post(alice, room.id, "psst", recipient_id=room.instructor.id)
+    watched = Toggles(ctx)
+
+    # A private message's reactions take the one-message path: side by side, the second must
+    # see the first's row (on PostgreSQL both found none and the second insert failed).
+    outcomes = await gather(
+        *(ctx.reactions.toggle(alice, room.id, private.message_id, CLAP) for _ in range(4))
+    )
+
+    assert len(watched.alone) == 4
+    assert all(isinstance(o, ReactionResult) and o.changed for o in outcomes)
+    assert sorted(o.added for o in outcomes) == [False, False, True, True]
+    assert await reactions(ctx, private.message_id) == set()

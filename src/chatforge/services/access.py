@@ -43,9 +43,17 @@ async def can_read(session: AsyncSession, actor: User, conversation: Conversatio
     return actor.role is Role.annotator and conversation.status in FINISHED
 
 
-async def load_readable(session: AsyncSession, actor: User, conversation_id: int) -> Conversation:
-    """The conversation, if ``actor`` may read it; ``NotFound`` / ``Forbidden`` otherwise."""
-    conversation = await session.get(Conversation, conversation_id)
+async def load_readable(
+    session: AsyncSession, actor: User, conversation_id: int, *, lock: bool = False
+) -> Conversation:
+    """The conversation, if ``actor`` may read it; ``NotFound`` / ``Forbidden`` otherwise.
+
+    With ``lock``, its row stays locked until the transaction ends (FOR UPDATE on PostgreSQL;
+    SQLite's writer holds the whole file), so what the caller reads next is not changed by a
+    concurrent transaction that locks it too."""
+    conversation = await session.get(
+        Conversation, conversation_id, with_for_update=True if lock else None
+    )
     if conversation is None:
         raise NotFound(f"No conversation {conversation_id}.", code="conversation_not_found")
     if not await can_read(session, actor, conversation):
@@ -108,9 +116,11 @@ async def is_instructor(session: AsyncSession, actor: User, conversation: Conver
     return role == INSTRUCTOR
 
 
-async def load_session(session: AsyncSession, actor: User, conversation_id: int) -> Conversation:
+async def load_session(
+    session: AsyncSession, actor: User, conversation_id: int, *, lock: bool = False
+) -> Conversation:
     """A live session ``actor`` may read; ``NotFound`` / ``Forbidden`` otherwise."""
-    conversation = await load_readable(session, actor, conversation_id)
+    conversation = await load_readable(session, actor, conversation_id, lock=lock)
     if conversation.kind is not ConversationKind.session:
         raise NotFound(f"No session {conversation_id}.", code="session_not_found")
     return conversation

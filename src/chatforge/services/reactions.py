@@ -211,7 +211,8 @@ class ReactionService:
         actor, conversation_id, message_id = toggle.actor, toggle.conversation_id, toggle.message_id
         emoji, want = toggle.emoji, toggle.want
         async with self.log.transaction() as session:
-            conversation = await load_session(session, actor, conversation_id)
+            # Locked, as the batches lock it: two toggles of one reaction take turns.
+            conversation = await load_session(session, actor, conversation_id, lock=True)
             check_open(conversation)
             message = await session.get(Message, message_id)
             if message is None or message.conversation_id != conversation_id:
