@@ -38,7 +38,7 @@ from chatforge.services.messages import PostedMessage, PostResult
 from chatforge.settings import Settings, load_settings
 from chatforge.store import migrate
 from chatforge.store.group_commit import in_one_transaction
-from chatforge.store.models import Conversation, Event, Message, Role, Topic, User
+from chatforge.store.models import Conversation, Event, Message, Participant, Role, Topic, User
 from chatforge.store.session_models import ProfanityStrike
 from chatforge.store.write_lane import Statements
 from tests.factories import make_topic, make_user
@@ -556,7 +556,7 @@ async def test_a_room_batch_leaves_the_rarer_cases_to_the_one_message_path(
     assert isinstance(profane, PostResult)
     assert isinstance(answer, PostResult)
     assert sorted(d.body for d in batches.alone) == sorted(
-        ["to you", "let me talk", "what the shit", "answer"]
+        ["let me talk", "what the shit", "answer"]
     )
     stored = {m.id: m for m in await rows(ctx, room.id)}
     assert stored[profane.message_id].body != "what the shit"  # censored
@@ -580,6 +580,57 @@ async def test_a_room_batch_leaves_the_rarer_cases_to_the_one_message_path(
     # Side by side, one of the two is first (either, on PostgreSQL), and the other must wait.
     assert sum(isinstance(o, PostResult) for o in slow) == 1
     assert [o.code for o in slow if isinstance(o, RateLimited)] == ["slow_mode"]
+
+
+async def test_private_messages_in_a_room_batch_reach_only_their_audience(
+    ctx: AppContext, published: Published
+) -> None:
+    room = await open_room(ctx, 3)
+    alice, bob, carol = room.members
+    instructor = room.instructor
+    helper = await make_user(ctx, Role.moderator)
+    await ctx.sessions.join(helper, room.id)
+    async with ctx.db.write() as session:  # a co-instructor (no endpoint names one yet)
+        await session.execute(
+            update(Participant)
+            .where(Participant.conversation_id == room.id, Participant.user_id == helper.id)
+            .values(role="instructor")
+        )
+    outsider = await make_user(ctx)
+    batches = RoomBatches(ctx)
+
+    outcomes = await gather(
+        ctx.messages.post(alice, room.id, "question", recipient_id=instructor.id),
+        ctx.messages.post(instructor, room.id, "answer", recipient_id=bob.id),
+        ctx.messages.post(alice, room.id, "note to self", recipient_id=alice.id),
+        ctx.messages.post(alice, room.id, "psst", recipient_id=carol.id),
+        ctx.messages.post(alice, room.id, "hello?", recipient_id=outsider.id),
+        ctx.messages.post(carol, room.id, "everyone", client_id="pub"),
+    )
+
+    asked, answered, to_self, to_peer, to_outsider, public = outcomes
+    assert isinstance(asked, PostResult) and isinstance(answered, PostResult)
+    assert isinstance(public, PostResult)
+    assert [e.code for e in (to_self, to_peer, to_outsider) if isinstance(e, Invalid)] == [
+        "invalid_recipient"
+    ] * 3
+    assert "someone else" in str(to_self) and "only to an instructor" in str(to_peer)
+    assert "not in this session" in str(to_outsider)
+    assert batches.alone == [] and max(batches.sizes) > 1
+    instructors = {instructor.id, helper.id}
+    logged = {e.seq: e for e in await events(ctx, room.id)}
+    stored = {m.id: m for m in await rows(ctx, room.id)}
+    for ack, people in ((asked, {alice.id}), (answered, {bob.id})):
+        event = logged[ack.seq]
+        assert event.type == "private_message"
+        assert set(event.audience or ()) == people | instructors
+        assert stored[ack.message_id].recipient_id == event.payload["recipient_id"]
+        # Published with the audience the hub filters by, as a replay would rebuild it.
+        [sent] = [e for e in published.of(room.id) if e.seq == ack.seq]
+        assert sent.audience == frozenset(people | instructors)
+        assert sent.frame == envelope_of(event).frame
+    assert logged[public.seq].audience is None
+    assert [e.audience for e in published.of(room.id) if e.seq == public.seq] == [None]
 
 
 async def test_a_room_that_has_ended_refuses_in_a_batch(ctx: AppContext) -> None:

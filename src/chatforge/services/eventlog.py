@@ -18,6 +18,7 @@ from typing import Any
 
 from sqlalchemy import Integer, String, column, insert, select, table, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql.expression import ColumnClause, TableClause
 
 from chatforge.errors import NotFound
 from chatforge.realtime.broker import Broker
@@ -51,8 +52,9 @@ def event_frame(
 
 
 # The events table as bulk writers insert it, the payload given as JSON text (``encoded_event``).
-INSERT_ENCODED_EVENT = insert(
-    table(
+def _encoded_events(*extra: ColumnClause[Any]) -> TableClause:
+    # A column belongs to one table clause: each statement gets its own.
+    return table(
         Event.__tablename__,
         column("conversation_id", Integer),
         column("seq", Integer),
@@ -60,8 +62,13 @@ INSERT_ENCODED_EVENT = insert(
         column("actor_id", Integer),
         column("payload", EncodedJSON),
         column("created_at", UTCDateTime),
+        *extra,
     )
-)
+
+
+INSERT_ENCODED_EVENT = insert(_encoded_events())
+INSERT_ENCODED_PRIVATE_EVENT = insert(_encoded_events(column("audience", EncodedJSON)))
+"""The rows of ``encoded_event`` with an ``audience`` (everyone's events leave it NULL)."""
 
 
 _last_isoformat: tuple[datetime | None, str] = (None, "")
@@ -87,8 +94,10 @@ def encoded_event(
     actor_id: int | None,
     created_at: datetime,
     payload: dict[str, Any],
+    audience: frozenset[int] | None = None,
 ) -> tuple[dict[str, Any], Envelope]:
-    """An event's row for ``INSERT_ENCODED_EVENT`` and the envelope that publishes it.
+    """An event's row for ``INSERT_ENCODED_EVENT`` (``INSERT_ENCODED_PRIVATE_EVENT`` with an
+    ``audience``) and the envelope that publishes it.
 
     The payload is encoded once, for both: the frame is the text ``event_frame`` gives, with
     the payload's JSON spliced in after the fields every event has. ``type`` is one of the
@@ -109,7 +118,11 @@ def encoded_event(
         "payload": encoded,
         "created_at": created_at,
     }
-    return row, Envelope(topic=conversation_topic(conversation_id), frame=frame, seq=seq)
+    if audience is not None:
+        row["audience"] = "[" + ",".join(str(user_id) for user_id in sorted(audience)) + "]"
+    return row, Envelope(
+        topic=conversation_topic(conversation_id), frame=frame, seq=seq, audience=audience
+    )
 
 
 def frame_of(event: Event) -> dict[str, Any]:

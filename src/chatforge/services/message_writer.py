@@ -28,11 +28,21 @@ from sqlalchemy.sql.selectable import TextualSelect
 
 from chatforge.errors import ChatforgeError, Invalid, NotFound, RateLimited
 from chatforge.realtime.envelope import Envelope
-from chatforge.services.access import check_can_post_direct, check_can_post_to_session, runs_session
-from chatforge.services.eventlog import INSERT_ENCODED_EVENT, EventLog, encoded_event
+from chatforge.services.access import (
+    INSTRUCTOR,
+    check_can_post_direct,
+    check_can_post_to_session,
+    runs_session,
+)
+from chatforge.services.eventlog import (
+    INSERT_ENCODED_EVENT,
+    INSERT_ENCODED_PRIVATE_EVENT,
+    EventLog,
+    encoded_event,
+)
 from chatforge.services.moderation import in_force
 from chatforge.services.posting import PostedMessage, PostResult, message_event
-from chatforge.services.room_rules import RoomRules
+from chatforge.services.room_rules import RoomRules, private_audience
 from chatforge.store.bulk import among, padded
 from chatforge.store.database import Database
 from chatforge.store.group_commit import GroupCommit, in_one_transaction
@@ -301,6 +311,8 @@ class Checked:
     limited: list[int] = field(default_factory=list)
     # (a resend, the draft of this batch it repeats)
     resends: list[tuple[int, int]] = field(default_factory=list)
+    # The audience of each private message, by draft.
+    audiences: dict[int, frozenset[int]] = field(default_factory=dict)
 
     def refuse(self, index: int, error: Exception) -> None:
         """Refuse an accepted draft after the checks (its room's rate limit was full)."""
@@ -355,8 +367,11 @@ def check_drafts(
             try:
                 if conversation.kind is ConversationKind.session:
                     assert room is not None and rooms_at is not None
-                    if _check_room_rules(draft, conversation, parents, room, rooms_at):
+                    admitted = _check_room_rules(draft, conversation, parents, room, rooms_at)
+                    if admitted.limited:
                         checked.limited.append(index)
+                    if admitted.audience is not None:
+                        checked.audiences[index] = admitted.audience
                 else:
                     _check_rules(draft, conversation, parents)
             except (ChatforgeError, Unbatchable) as error:
@@ -374,7 +389,10 @@ def write_checked(statements: Statements, checked: Checked) -> list[Stored | Exc
     if checked.accepted:
         now = utcnow()
         stored = _write(
-            statements, [drafts[i] for i in checked.accepted], checked.conversations, now
+            statements,
+            [(drafts[i], checked.audiences.get(i)) for i in checked.accepted],
+            checked.conversations,
+            now,
         )
         for index, outcome in zip(checked.accepted, stored, strict=True):
             outcomes[index] = outcome
@@ -419,6 +437,15 @@ class _RoomFacts(NamedTuple):
     """The end of each sender's mute (None: until unmuted), expired or not."""
     slow_mode: dict[int, int]
     """The rooms' slow mode intervals in seconds (0: off)."""
+    instructors: dict[int, set[int]]
+    """The instructors of rooms with private messages in the batch."""
+
+
+class _Admitted(NamedTuple):
+    limited: bool
+    """Whether the room's rate limit applies (the sender does not run the room)."""
+    audience: frozenset[int] | None
+    """Who may see a private message; None for everyone in the room."""
 
 
 def _check_room_rules(
@@ -427,24 +454,31 @@ def _check_room_rules(
     parents: dict[int, _Parent],
     room: _RoomFacts,
     now: datetime,
-) -> bool:
-    """The rules ``MessageService.post`` and ``RoomRules.admit`` apply to a public message in a
-    session room, up to its rate limit; True when that limit applies (not an instructor)."""
+) -> _Admitted:
+    """The rules ``MessageService.post`` and ``RoomRules.admit`` apply to a message in a session
+    room, up to its rate limit (counted between the batch's steps)."""
     pair = (draft.conversation_id, draft.sender_id)
     role = room.roles.get(pair)
     joined = role is not None or draft.sender_id == conversation.owner_id
     check_can_post_to_session(joined or draft.sender_role is Role.admin, conversation.status)
-    if draft.recipient_id is not None:
-        raise Unbatchable(draft.conversation_id, conversation.kind)  # its audience is fixed there
     _check_parent(draft, conversation, parents)
-    if runs_session(draft.sender_id, draft.sender_role, conversation.owner_id, role):
-        return False
-    if (pair in room.mutes and in_force(room.mutes[pair], now)) or room.slow_mode.get(
-        draft.conversation_id
+    runs_room = runs_session(draft.sender_id, draft.sender_role, conversation.owner_id, role)
+    if not runs_room and (
+        (pair in room.mutes and in_force(room.mutes[pair], now))
+        or room.slow_mode.get(draft.conversation_id)
     ):
         # Refused (with the time left) or timed against the sender's last message there.
         raise Unbatchable(draft.conversation_id, conversation.kind)
-    return True
+    audience = None
+    if draft.recipient_id is not None:
+        audience = private_audience(
+            draft.sender_id,
+            draft.recipient_id,
+            actor_runs_room=runs_room,
+            recipient_joined=(draft.conversation_id, draft.recipient_id) in room.roles,
+            instructors=room.instructors.get(draft.conversation_id, set()),
+        )
+    return _Admitted(not runs_room, audience)
 
 
 def _room_facts(
@@ -458,12 +492,19 @@ def _room_facts(
         }
     )
     if not rooms:
-        return _RoomFacts({}, {}, {})
-    query, params = _room_queries(rooms, {d.sender_id for d in drafts})
+        return _RoomFacts({}, {}, {}, {})
+    # The recipients' roles too: a private message needs its recipient in the room.
+    people = {d.sender_id for d in drafts} | {d.recipient_id for d in drafts if d.recipient_id}
+    query, params = _room_queries(rooms, people)
+    instructors: dict[int, set[int]] = {}
+    if any(d.recipient_id is not None for d in drafts):
+        for room_id, user_id in statements.rows(query.instructors, params):
+            instructors.setdefault(room_id, set()).add(user_id)
     return _RoomFacts(
         roles={(c, u): role for c, u, role in statements.rows(query.roles, params)},
         mutes={(c, u): until for c, u, until in statements.rows(query.mutes, params)},
         slow_mode=dict(statements.rows(query.slow_mode, params)),
+        instructors=instructors,
     )
 
 
@@ -487,6 +528,7 @@ class _RoomQueries(NamedTuple):
     roles: Select[int, int, str]
     mutes: Select[int, int, datetime | None]
     slow_mode: Select[int, int]
+    instructors: Select[int, int]
 
 
 @functools.lru_cache(maxsize=16)
@@ -504,6 +546,11 @@ def _sized_room_queries(rooms: int, senders: int) -> _RoomQueries:
         ),
         slow_mode=select(SessionRoom.conversation_id, SessionRoom.slow_mode_seconds).where(
             among(SessionRoom.conversation_id, "room", rooms)
+        ),
+        instructors=select(Participant.conversation_id, Participant.user_id).where(
+            among(Participant.conversation_id, "room", rooms),
+            Participant.role == INSTRUCTOR,
+            Participant.left_at.is_(None),
         ),
     )
 
@@ -546,13 +593,17 @@ def _parents(statements: Statements, drafts: Sequence[Draft]) -> dict[int, _Pare
 
 def _write(
     statements: Statements,
-    drafts: Sequence[Draft],
+    accepted: Sequence[tuple[Draft, frozenset[int] | None]],
     conversations: dict[int, ConversationRow],
     now: datetime,
 ) -> list[Stored]:
-    """Insert the accepted drafts, numbered after their conversations' last ``seq``."""
+    """Insert the accepted drafts (each with the audience of a private message, else None),
+    numbered after their conversations' last ``seq``."""
+    drafts = [draft for draft, _ in accepted]
     seqs = reserve_seqs(statements, Counter(draft.conversation_id for draft in drafts))
-    numbered = [(draft, next(seqs[draft.conversation_id])) for draft in drafts]
+    numbered = [
+        (draft, audience, next(seqs[draft.conversation_id])) for draft, audience in accepted
+    ]
     ids = statements.insert_ids(
         _INSERT_MESSAGE,
         [
@@ -563,18 +614,19 @@ def _write(
                 "client_id": draft.client_id,
                 "body": draft.body,
                 "reply_to_id": draft.reply_to,
-                "recipient_id": None,
+                "recipient_id": draft.recipient_id,
                 "excluded": False,
                 "created_at": now,
             }
-            for draft, seq in numbered
+            for draft, _, seq in numbered
         ],
     )
     # What listeners learn of each conversation, read once per conversation, not per message.
     targets = {id: (row.kind, row.channel, row.owner_id) for id, row in conversations.items()}
     stored: list[Stored] = []
     events: list[dict[str, Any]] = []
-    for (draft, seq), message_id in zip(numbered, ids, strict=True):
+    private_events: list[dict[str, Any]] = []
+    for (draft, audience, seq), message_id in zip(numbered, ids, strict=True):
         conversation_id = draft.conversation_id
         event_type, payload = message_event(
             message_id=message_id,
@@ -582,7 +634,7 @@ def _write(
             sender_name=draft.sender_name,
             body=draft.body,
             client_id=draft.client_id,
-            recipient_id=None,
+            recipient_id=draft.recipient_id,
             reply_to=draft.reply_to,
         )
         event, envelope = encoded_event(
@@ -592,15 +644,17 @@ def _write(
             actor_id=draft.sender_id,
             created_at=now,
             payload=payload,
+            audience=audience,
         )
-        events.append(event)
+        (events if audience is None else private_events).append(event)
         kind, channel, owner_id = targets[conversation_id]
         posted = PostedMessage(
             conversation_id, kind, channel, owner_id, draft.sender_id, draft.sender_name,
-            None, seq, message_id, draft.body,
+            draft.recipient_id, seq, message_id, draft.body,
         )  # fmt: skip
         stored.append(Stored(PostResult(seq, message_id), posted, envelope))
     statements.run(INSERT_ENCODED_EVENT, events)
+    statements.run(INSERT_ENCODED_PRIVATE_EVENT, private_events)
     _mark_first_responses(statements, drafts, conversations, now)
     return stored
 

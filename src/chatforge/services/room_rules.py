@@ -10,6 +10,7 @@ Instructors are exempt from mutes, slow mode, rate limits and automatic mutes.
 from __future__ import annotations
 
 from collections.abc import Callable
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -184,15 +185,36 @@ class RoomRules:
         recipient_id: int,
         actor_is_instructor: bool,
     ) -> frozenset[int]:
-        # Fixed once, here: the hub then filters deliveries in memory by this set.
-        instructors = await instructor_ids(session, conversation.id)
-        if recipient_id == actor.id:
-            raise Invalid("A private message goes to someone else.", code="invalid_recipient")
-        if not await is_participant(session, conversation.id, recipient_id):
-            raise Invalid("The recipient is not in this session.", code="invalid_recipient")
-        if not actor_is_instructor and recipient_id not in instructors:
-            raise Invalid(
-                "Participants can write privately only to an instructor.",
-                code="invalid_recipient",
-            )
-        return frozenset({actor.id, recipient_id} | instructors)
+        return private_audience(
+            actor.id,
+            recipient_id,
+            actor_runs_room=actor_is_instructor,
+            recipient_joined=await is_participant(session, conversation.id, recipient_id),
+            instructors=await instructor_ids(session, conversation.id),
+        )
+
+
+def private_audience(
+    actor_id: int,
+    recipient_id: int,
+    *,
+    actor_runs_room: bool,
+    recipient_joined: bool,
+    instructors: AbstractSet[int],
+) -> frozenset[int]:
+    """Who sees a private message in a session room: the two people and the room's instructors.
+
+    Raises ``Invalid`` (``invalid_recipient``) for a message to oneself, to someone not in the
+    room, or from a participant to anyone but an instructor. Fixed once, when the message is
+    written: the hub then filters deliveries in memory by this set. Pure, for batches.
+    """
+    if recipient_id == actor_id:
+        raise Invalid("A private message goes to someone else.", code="invalid_recipient")
+    if not recipient_joined:
+        raise Invalid("The recipient is not in this session.", code="invalid_recipient")
+    if not actor_runs_room and recipient_id not in instructors:
+        raise Invalid(
+            "Participants can write privately only to an instructor.",
+            code="invalid_recipient",
+        )
+    return frozenset({actor_id, recipient_id} | instructors)
