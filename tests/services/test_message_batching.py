@@ -33,10 +33,17 @@ from chatforge.errors import (
 )
 from chatforge.realtime.envelope import Envelope, conversation_topic
 from chatforge.services.eventlog import envelope_of
-from chatforge.services.message_writer import Draft, Stored, flush_drafts
+from chatforge.services.message_writer import (
+    Draft,
+    Stored,
+    _room_facts,
+    flush_drafts,
+    load_conversations,
+)
 from chatforge.services.messages import PostedMessage, PostResult
 from chatforge.settings import Settings, load_settings
 from chatforge.store import migrate
+from chatforge.store.bulk import MAX_IN
 from chatforge.store.group_commit import in_one_transaction
 from chatforge.store.models import Conversation, Event, Message, Participant, Role, Topic, User
 from chatforge.store.session_models import ProfanityStrike
@@ -671,3 +678,21 @@ async def test_a_message_sent_while_the_server_stops_is_refused_with_try_again(
         await ctx.messages.post(support.owner, support.conversation_id, "late", client_id="late")
     assert refused.value.status == 503 and refused.value.code == "try_again"
     assert [m.body for m in await rows(ctx, support.conversation_id)] == before
+
+
+async def test_room_facts_read_more_people_than_one_in_list_takes(ctx: AppContext) -> None:
+    room = await open_room(ctx, 1)
+    [member] = room.members
+    conversations = await ctx.db.transact(lambda st: load_conversations(st, [room.id]))
+    # Senders and recipients past MAX_IN distinct people (ids that need not exist).
+    others = [User(id=10_000 + n, display_name=f"p{n}", role=Role.user) for n in range(MAX_IN)]
+    drafts = [Draft(person, room.id, "hi", recipient_id=person.id + MAX_IN) for person in others]
+    drafts += [Draft(member, room.id, "me too"), Draft(room.instructor, room.id, "and me")]
+
+    facts = await ctx.db.transact(lambda st: _room_facts(st, drafts, conversations))
+
+    assert facts.roles == {
+        (room.id, member.id): "member",
+        (room.id, room.instructor.id): "instructor",
+    }
+    assert facts.instructors == {room.id: {room.instructor.id}}

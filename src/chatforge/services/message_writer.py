@@ -43,7 +43,7 @@ from chatforge.services.eventlog import (
 from chatforge.services.moderation import in_force
 from chatforge.services.posting import PostedMessage, PostResult, message_event
 from chatforge.services.room_rules import RoomRules, private_audience
-from chatforge.store.bulk import among, padded
+from chatforge.store.bulk import MAX_IN, among, padded
 from chatforge.store.database import Database
 from chatforge.store.group_commit import GroupCommit, in_one_transaction
 from chatforge.store.models import (
@@ -339,7 +339,8 @@ def check_drafts(
 
     Drafts into session rooms are checked only with ``rooms_at`` (the room rules' current
     time), else they are ``Unbatchable``. A room's rarer cases are left to the one-message path
-    (``Unbatchable``): private messages, a sender with a mute in force, rooms in slow mode.
+    (``Unbatchable``): a sender with a mute in force, rooms in slow mode, answers to private
+    messages (and censored texts, which ``MessageService`` sends there before any batch).
     """
     conversations = load_conversations(statements, {d.conversation_id for d in drafts})
     earlier = _earlier_sends(statements, drafts, conversations)
@@ -493,19 +494,21 @@ def _room_facts(
     )
     if not rooms:
         return _RoomFacts({}, {}, {}, {})
-    # The recipients' roles too: a private message needs its recipient in the room.
-    people = {d.sender_id for d in drafts} | {d.recipient_id for d in drafts if d.recipient_id}
-    query, params = _room_queries(rooms, people)
-    instructors: dict[int, set[int]] = {}
+    # The recipients' roles too: a private message needs its recipient in the room. Senders
+    # and recipients together may outnumber one IN list (a batch holds up to MAX_BATCH drafts).
+    people = sorted(
+        {d.sender_id for d in drafts} | {d.recipient_id for d in drafts if d.recipient_id}
+    )
+    facts = _RoomFacts({}, {}, {}, {})
+    for start in range(0, len(people), MAX_IN):
+        query, params = _room_queries(rooms, people[start : start + MAX_IN])
+        facts.roles.update(((c, u), role) for c, u, role in statements.rows(query.roles, params))
+        facts.mutes.update(((c, u), until) for c, u, until in statements.rows(query.mutes, params))
+    facts.slow_mode.update(statements.rows(query.slow_mode, params))
     if any(d.recipient_id is not None for d in drafts):
         for room_id, user_id in statements.rows(query.instructors, params):
-            instructors.setdefault(room_id, set()).add(user_id)
-    return _RoomFacts(
-        roles={(c, u): role for c, u, role in statements.rows(query.roles, params)},
-        mutes={(c, u): until for c, u, until in statements.rows(query.mutes, params)},
-        slow_mode=dict(statements.rows(query.slow_mode, params)),
-        instructors=instructors,
-    )
+            facts.instructors.setdefault(room_id, set()).add(user_id)
+    return facts
 
 
 def member_roles(

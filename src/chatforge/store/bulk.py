@@ -38,6 +38,8 @@ Processor = Callable[[Any], Any]
 _MISSING = object()
 # Few sizes, so few statements to compile and cache; a batch's lists fit the largest.
 _SIZES = (8, 32, 128, 512)
+MAX_IN = _SIZES[-1]
+"""The most values one ``among`` list takes."""
 
 
 def among(
