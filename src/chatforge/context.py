@@ -104,12 +104,13 @@ class AppContext:
         await self.broker.start()
 
     async def close(self) -> None:
-        # Messages and reactions still queued for a batch are committed and acked before
-        # anything closes; webhooks still waiting for a batch are refused (a 503 the platform
-        # retries), then moderators' replies still queued for a channel go out before the HTTP
-        # client closes.
+        # Messages, reactions and raised hands still queued for a batch are committed and
+        # acked before anything closes; webhooks still waiting for a batch are refused (a 503
+        # the platform retries), then moderators' replies still queued for a channel go out
+        # before the HTTP client closes.
         await self.messages.close()
         await self.reactions.close()
+        await self.hands.close()
         await self.channels.close()
         await self.relay.close()
         await self.http.aclose()

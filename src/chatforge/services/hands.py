@@ -3,8 +3,7 @@ anyone's), acknowledge, and the queue of hands in the order they went up."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
 from datetime import datetime
 
 from sqlalchemy import select
@@ -18,18 +17,19 @@ from chatforge.services.access import (
     load_session_as_instructor,
 )
 from chatforge.services.eventlog import EventLog
+from chatforge.services.hand_batches import (
+    HandView,
+    Raise,
+    Raised,
+    raise_hands,
+    raised_payload,
+)
+from chatforge.services.message_writer import Unbatchable
 from chatforge.store.database import Database
+from chatforge.store.group_commit import GroupCommit
 from chatforge.store.models import User
 from chatforge.store.session_models import RaisedHand
 from chatforge.store.types import utcnow
-
-
-@dataclass(frozen=True, slots=True)
-class HandView:
-    user_id: int
-    name: str
-    raised_at: datetime
-    acknowledged: bool
 
 
 async def list_hands(session: AsyncSession, conversation_id: int) -> list[HandView]:
@@ -68,11 +68,38 @@ class HandService:
         self.db = db
         self.log = log
         self.clock = clock
+        # "Raise your hand if..." is a room's worth of raises at once: they share transactions.
+        self.batches: GroupCommit[Raise, Raised] = GroupCommit(
+            self._commit, fallback=self._raise_alone, after_commit=self._publish, name="hands"
+        )
+
+    async def close(self) -> None:
+        """Store the raises already queued, refuse new ones, and stop the batch writer."""
+        await self.batches.close()
 
     async def raise_hand(self, actor: User, conversation_id: int) -> HandView:
         """Raise your hand; raising it again keeps your place in the queue."""
+        request = Raise(actor, conversation_id)
+        try:
+            raised = await self.batches.submit(request)
+        except Unbatchable:
+            raised = await self._raise_alone(request)
+        return raised.view
+
+    async def _commit(self, raises: Sequence[Raise]) -> list[Raised | Exception]:
+        now = self.clock()
+        return await self.db.transact(lambda statements: raise_hands(statements, raises, now))
+
+    async def _publish(self, outcomes: Sequence[Raised | Exception]) -> None:
+        await self.log.publish(
+            o.envelope for o in outcomes if isinstance(o, Raised) and o.envelope is not None
+        )
+
+    async def _raise_alone(self, request: Raise) -> Raised:
+        """One raise in its own transaction (what a batch leaves alone, or retries)."""
+        actor, conversation_id = request.actor, request.conversation_id
         async with self.log.transaction() as session:
-            conversation = await load_session(session, actor, conversation_id)
+            conversation = await load_session(session, actor, conversation_id, lock=True)
             check_open(conversation)
             hand = await session.get(RaisedHand, (conversation_id, actor.id))
             if hand is None:
@@ -85,15 +112,12 @@ class HandService:
                     conversation_id,
                     "hand_raised",
                     actor_id=actor.id,
-                    payload={
-                        "user_id": actor.id,
-                        "name": actor.display_name,
-                        "raised_at": hand.raised_at.isoformat(),
-                    },
+                    payload=raised_payload(actor.id, actor.display_name, hand.raised_at),
                 )
-            return HandView(
+            view = HandView(
                 actor.id, actor.display_name, hand.raised_at, hand.acknowledged_at is not None
             )
+        return Raised(view, None)  # its event went out with the transaction
 
     async def lower_hand(
         self, actor: User, conversation_id: int, user_id: int | None = None

@@ -27,7 +27,8 @@ from chatforge.services.access import (
 )
 from chatforge.services.conversations import ConversationView, load_view
 from chatforge.services.eventlog import EventLog
-from chatforge.services.hands import HandView, drop_hand, list_hands
+from chatforge.services.hand_batches import HandView
+from chatforge.services.hands import drop_hand, list_hands
 from chatforge.services.moderation import MuteView, active_mute, mute_view
 from chatforge.services.policy import require_role
 from chatforge.store.database import Database
