@@ -11,6 +11,10 @@ load average before the run; then checks the database: who has a reaction on the
 follows from how many times each person toggled, and the room's last reaction event carries
 that count.
 
+With ``--hands`` each run then has everyone raise their hand at once ("raise your hand
+if..."), and prints when the last hand was up and the CPU per raise; the queue is checked to
+hold everyone once.
+
 Pin it to one CPU as the server is (``taskset -c 0 python -m benchmarks.reactions``).
 """
 
@@ -100,7 +104,20 @@ async def check_stored(ctx: AppContext, room: Room, toggled: dict[int, int]) -> 
         raise SystemExit(f"{events} reaction events for {sum(toggled.values())} toggles")
 
 
-async def run(url: str, people: int, toggles: int) -> tuple[float, float, list[float]]:
+async def raise_all(ctx: AppContext, room: Room) -> tuple[float, float]:
+    """Everyone raising their hand at once; (seconds until the last was up, CPU seconds)."""
+    started, cpu = time.perf_counter(), time.process_time()
+    await asyncio.gather(*(ctx.hands.raise_hand(person, room.id) for person in room.people))
+    elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
+    queue = await ctx.hands.hands(room.people[0], room.id)
+    if sorted(hand.user_id for hand in queue) != sorted(person.id for person in room.people):
+        raise SystemExit(f"{len(queue)} hands up for {len(room.people)} people")
+    return elapsed, cpu
+
+
+async def run(
+    url: str, people: int, toggles: int, hands: bool
+) -> tuple[float, float, list[float], tuple[float, float] | None]:
     settings = load_settings(
         data_dir=Path(tempfile.mkdtemp(prefix="chatforge-reactions-")),
         database_url=url,
@@ -118,7 +135,7 @@ async def run(url: str, people: int, toggles: int) -> tuple[float, float, list[f
         for index in range(toggles):
             toggled[room.people[index % people].id] += 1
         await check_stored(ctx, room, toggled)
-        return outcome
+        return (*outcome, await raise_all(ctx, room) if hands else None)
     finally:
         gc.unfreeze()
         await ctx.close()
@@ -128,17 +145,27 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--people", type=int, nargs="+", default=[1, 100, 500])
     parser.add_argument("--toggles", type=int, default=5000)
+    parser.add_argument("--hands", action="store_true", help="then everyone raises a hand")
     args = parser.parse_args()
     print(f"{'people':>6} {'toggles/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'cpu us/toggle':>13}  load")
     for people in args.people:
         load = "/".join(f"{value:.1f}" for value in os.getloadavg())
-        seconds, cpu, latencies = uvloop.run(run(fresh_sqlite_url(), people, args.toggles))
+        seconds, cpu, latencies, hands = uvloop.run(
+            run(fresh_sqlite_url(), people, args.toggles, args.hands)
+        )
         print(
             f"{people:>6} {args.toggles / seconds:>9.0f}"
             f" {1000 * percentile(latencies, 0.5):>8.2f} {1000 * percentile(latencies, 0.99):>8.2f}"
             f" {1e6 * cpu / args.toggles:>13.1f}  {load}",
             flush=True,
         )
+        if hands is not None:
+            up, raise_cpu = hands
+            print(
+                f"{'':>6} hands: all {people} up after {1000 * up:.1f} ms,"
+                f" {1e6 * raise_cpu / people:.0f} us of CPU per raise",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

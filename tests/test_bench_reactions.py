@@ -18,15 +18,22 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def test_a_small_run_prints_a_line_per_room_size() -> None:
     run = subprocess.run(
-        [sys.executable, "-m", "benchmarks.reactions", "--people", "1", "5", "--toggles", "23"],
+        [
+            *(sys.executable, "-m", "benchmarks.reactions"),
+            *("--people", "1", "5", "--toggles", "23", "--hands"),
+        ],
         cwd=ROOT,
         capture_output=True,
         text=True,
         timeout=120,
     )
     assert run.returncode == 0, run.stderr
-    rows = [line.split() for line in run.stdout.splitlines()[1:]]
+    lines = run.stdout.splitlines()[1:]
+    rows = [line.split() for line in lines if "hands:" not in line]
     assert [row[0] for row in rows] == ["1", "5"]
+    hands = [line for line in lines if "hands:" in line]
+    found = [re.search(r"all (\d+) up after [0-9.]+ ms", line) for line in hands]
+    assert [match.group(1) if match else None for match in found] == ["1", "5"]
     assert all(re.fullmatch(r"[0-9.]+", value) for row in rows for value in row[1:5])
 
 
