@@ -8,19 +8,18 @@ On SQLite and PostgreSQL; nothing here is timed."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 from sqlalchemy import update
 
 from chatforge.context import AppContext
 from chatforge.errors import Conflict, Forbidden, NotFound
-from chatforge.services.hand_batches import HandView, Raise
+from chatforge.services.hand_batches import HandView
 from chatforge.store.models import Conversation, Role
 from tests.factories import make_topic, make_user
 from tests.services.test_message_batching import (  # noqa: F401 (fixtures)
     Published,
+    Watched,
     backend,
     ctx,
     events,
@@ -28,27 +27,6 @@ from tests.services.test_message_batching import (  # noqa: F401 (fixtures)
     open_room,
     published,
 )
-
-
-class Raises:
-    """Watches the hand batches: the raises of each, and those taken alone."""
-
-    def __init__(self, ctx: AppContext) -> None:
-        self.batches: list[list[Raise]] = []
-        self.alone: list[Raise] = []
-        service = ctx.hands
-        commit, alone = service.batches.commit, service._raise_alone
-
-        async def commit_and_record(raises: Sequence[Raise]) -> Any:
-            self.batches.append(list(raises))
-            return await commit(raises)
-
-        async def alone_and_record(request: Raise) -> Any:
-            self.alone.append(request)
-            return await alone(request)
-
-        service.batches.commit = commit_and_record
-        service._raise_alone = alone_and_record  # type: ignore[method-assign]
 
 
 async def test_hands_raised_side_by_side_queue_in_the_order_sent(
@@ -60,7 +38,7 @@ async def test_hands_raised_side_by_side_queue_in_the_order_sent(
     first = room.members[0]
     await ctx.hands.raise_hand(first, room.id)  # up before the batch, at the same time
     before = max(e.seq for e in await events(ctx, room.id))
-    watched = Raises(ctx)
+    watched = Watched(ctx.hands.batches, ctx.hands, "_raise_alone")
 
     views: list[HandView] = await gather(
         *(ctx.hands.raise_hand(m, room.id) for m in reversed(room.members)),
@@ -96,7 +74,7 @@ async def test_a_hand_batch_refuses_what_the_one_message_path_refuses(ctx: AppCo
         await session.execute(
             update(Conversation).where(Conversation.id == ended.id).values(status="done")
         )
-    watched = Raises(ctx)
+    watched = Watched(ctx.hands.batches, ctx.hands, "_raise_alone")
 
     outcomes = await gather(
         ctx.hands.raise_hand(outsider, room.id),

@@ -14,7 +14,7 @@ import json
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import pytest
 from sqlalchemy import func, select, text, update
@@ -44,7 +44,7 @@ from chatforge.services.messages import PostedMessage, PostResult
 from chatforge.settings import Settings, load_settings
 from chatforge.store import migrate
 from chatforge.store.bulk import MAX_IN
-from chatforge.store.group_commit import in_one_transaction
+from chatforge.store.group_commit import GroupCommit, in_one_transaction
 from chatforge.store.models import Conversation, Event, Message, Participant, Role, Topic, User
 from chatforge.store.session_models import ProfanityStrike
 from chatforge.store.write_lane import Statements
@@ -52,6 +52,7 @@ from tests.factories import make_topic, make_user
 from tests.servers import SECRET
 from tests.store.test_postgres import create_database
 
+ItemT = TypeVar("ItemT")
 TIMEOUT = 30  # seconds: the one timeout unit of the async tests here
 _databases = itertools.count(1)
 
@@ -449,30 +450,34 @@ async def open_room(ctx: AppContext, members: int) -> Room:
     return Room(room.id, instructor, people)
 
 
-class RoomBatches:
-    """Watches the session rooms' writer: the drafts of each batch, and the drafts that took
-    the one-message path instead (left to it by a batch, or retried after one failed)."""
+class Watched(Generic[ItemT]):
+    """Watches a service's batches: the items of each batch, and the items its one-at-a-time
+    path (named ``alone``) took instead, left to it by a batch or retried after one failed."""
 
-    def __init__(self, ctx: AppContext) -> None:
-        self.drafts: list[list[Draft]] = []
-        self.alone: list[Draft] = []
-        group = ctx.messages.writer.room_group
-        commit, post_alone = group.commit, ctx.messages._post_alone
+    def __init__(self, group: GroupCommit[ItemT, Any], service: object, alone: str) -> None:
+        self.batches: list[list[ItemT]] = []
+        self.alone: list[ItemT] = []
+        commit, one = group.commit, getattr(service, alone)
 
-        async def commit_and_record(drafts: Sequence[Draft]) -> Sequence[Stored | Exception]:
-            self.drafts.append(list(drafts))
-            return await commit(drafts)
+        async def commit_and_record(items: Sequence[ItemT]) -> Sequence[Any]:
+            self.batches.append(list(items))
+            return await commit(items)
 
-        async def alone_and_record(draft: Draft) -> Stored:
-            self.alone.append(draft)
-            return await post_alone(draft)
+        async def alone_and_record(item: ItemT) -> Any:
+            self.alone.append(item)
+            return await one(item)
 
         group.commit = commit_and_record
-        ctx.messages._post_alone = alone_and_record  # type: ignore[method-assign]
+        setattr(service, alone, alone_and_record)
 
     @property
     def sizes(self) -> list[int]:
-        return [len(drafts) for drafts in self.drafts]
+        return [len(items) for items in self.batches]
+
+
+def room_batches(ctx: AppContext) -> Watched[Draft]:
+    """Watches the session rooms' writer and the messages posted alone."""
+    return Watched(ctx.messages.writer.room_group, ctx.messages, "_post_alone")
 
 
 async def test_public_room_messages_share_batches_with_acks_that_match_the_rows(
@@ -480,7 +485,7 @@ async def test_public_room_messages_share_batches_with_acks_that_match_the_rows(
 ) -> None:
     room = await open_room(ctx, 4)
     before = (await conversation(ctx, room.id)).last_seq
-    batches = RoomBatches(ctx)
+    batches = room_batches(ctx)
     senders = [room.instructor, *room.members]
     # Three each: under the participants' rate limit (5 per 10 s).
     acks: list[PostResult] = await gather(
@@ -513,7 +518,7 @@ async def test_a_room_batch_counts_the_rate_limit_in_order_and_only_for_sends_it
     room = await open_room(ctx, 1)
     member, instructor = room.members[0], room.instructor
     outsider = await make_user(ctx)
-    batches = RoomBatches(ctx)
+    batches = room_batches(ctx)
     sends = [ctx.messages.post(outsider, room.id, f"x{n}") for n in range(3)]
     sends += [ctx.messages.post(member, room.id, f"m{n}", client_id=f"m{n}") for n in range(6)]
     # A resend of the refused sixth, in the same batch: refused too, nothing stored twice.
@@ -547,7 +552,7 @@ async def test_a_room_batch_leaves_the_rarer_cases_to_the_one_message_path(
     instructor = room.instructor
     private = await ctx.messages.post(alice, room.id, "psst", recipient_id=instructor.id)
     await ctx.moderation.mute(instructor, room.id, bob.id, duration_minutes=10, reason="Spamming")
-    batches = RoomBatches(ctx)
+    batches = room_batches(ctx)
     outcomes = await gather(
         ctx.messages.post(alice, room.id, "plain"),
         ctx.messages.post(alice, room.id, "to you", recipient_id=instructor.id),
@@ -604,7 +609,7 @@ async def test_private_messages_in_a_room_batch_reach_only_their_audience(
             .values(role="instructor")
         )
     outsider = await make_user(ctx)
-    batches = RoomBatches(ctx)
+    batches = room_batches(ctx)
 
     outcomes = await gather(
         ctx.messages.post(alice, room.id, "question", recipient_id=instructor.id),

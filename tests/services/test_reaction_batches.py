@@ -12,14 +12,10 @@ are checked to take it. On SQLite and PostgreSQL.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
-
 from sqlalchemy import select, update
 
 from chatforge.context import AppContext
 from chatforge.errors import Conflict, Forbidden, NotFound, RateLimited
-from chatforge.services.reaction_batches import Toggle
 from chatforge.services.reactions import ReactionResult
 from chatforge.store.models import Conversation, Role
 from chatforge.store.session_models import Reaction
@@ -27,6 +23,7 @@ from tests.factories import make_user
 from tests.services.test_message_batching import (  # noqa: F401 (fixtures)
     Published,
     Room,
+    Watched,
     backend,
     ctx,
     events,
@@ -36,27 +33,6 @@ from tests.services.test_message_batching import (  # noqa: F401 (fixtures)
 )
 
 CLAP = "👏"
-
-
-class Toggles:
-    """Watches the reaction batches: the toggles of each, and those taken alone."""
-
-    def __init__(self, ctx: AppContext) -> None:
-        self.batches: list[list[Toggle]] = []
-        self.alone: list[Toggle] = []
-        service = ctx.reactions
-        commit, alone = service.batches.commit, service._set_alone
-
-        async def commit_and_record(toggles: Sequence[Toggle]) -> Any:
-            self.batches.append(list(toggles))
-            return await commit(toggles)
-
-        async def alone_and_record(toggle: Toggle) -> Any:
-            self.alone.append(toggle)
-            return await alone(toggle)
-
-        service.batches.commit = commit_and_record
-        service._set_alone = alone_and_record  # type: ignore[method-assign]
 
 
 async def reactions(ctx: AppContext, message_id: int) -> set[tuple[int, str]]:
@@ -85,7 +61,7 @@ async def test_toggles_side_by_side_share_batches_and_count_in_order(
     room = await open_room(ctx, 8)
     message = await ctx.messages.post(room.instructor, room.id, "clap if you agree")
     before = await last_seq(ctx, room)
-    watched = Toggles(ctx)
+    watched = Watched(ctx.reactions.batches, ctx.reactions, "_set_alone")
     people = [room.instructor, *room.members]
 
     added: list[ReactionResult] = await gather(
@@ -188,7 +164,7 @@ async def test_a_batch_refuses_what_it_must_and_leaves_private_messages_alone(
     await ctx.moderation.delete_message(room.instructor, room.id, gone.message_id)
     elsewhere = await ctx.messages.post(other.instructor, other.id, "elsewhere")
     private = await ctx.messages.post(alice, room.id, "psst", recipient_id=room.instructor.id)
-    watched = Toggles(ctx)
+    watched = Watched(ctx.reactions.batches, ctx.reactions, "_set_alone")
 
     outcomes = await gather(
         ctx.reactions.toggle(outsider, room.id, public.message_id, CLAP),
@@ -236,7 +212,7 @@ async def test_two_toggles_of_one_reaction_on_the_one_message_path_take_turns(
     room = await open_room(ctx, 1)
     [alice] = room.members
     private = await ctx.messages.post(alice, room.id, "psst", recipient_id=room.instructor.id)
-    watched = Toggles(ctx)
+    watched = Watched(ctx.reactions.batches, ctx.reactions, "_set_alone")
 
     # A private message's reactions take the one-message path: side by side, the second must
     # see the first's row (on PostgreSQL both found none and the second insert failed).

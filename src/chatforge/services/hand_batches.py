@@ -14,7 +14,7 @@ from __future__ import annotations
 import functools
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
 
@@ -30,8 +30,9 @@ from chatforge.services.message_writer import (
     member_roles,
     reserve_seqs,
 )
+from chatforge.services.room_requests import RoomRequest
 from chatforge.store.bulk import among, padded
-from chatforge.store.models import ConversationKind, Role, User
+from chatforge.store.models import ConversationKind
 from chatforge.store.session_models import RaisedHand
 from chatforge.store.types import utcnow
 from chatforge.store.write_lane import Statements
@@ -49,20 +50,8 @@ class HandView:
 
 
 @dataclass(slots=True)
-class Raise:
+class Raise(RoomRequest):
     """One person raising their hand in a room."""
-
-    actor: User
-    conversation_id: int
-    actor_id: int = field(init=False)
-    actor_name: str = field(init=False)
-    actor_role: Role = field(init=False)
-
-    def __post_init__(self) -> None:
-        # Read once out of the ORM user: the batch reads them several times.
-        self.actor_id = self.actor.id
-        self.actor_name = self.actor.display_name
-        self.actor_role = self.actor.role
 
 
 class Raised(NamedTuple):

@@ -18,7 +18,7 @@ from __future__ import annotations
 import functools
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, NamedTuple
 
@@ -36,8 +36,9 @@ from chatforge.services.message_writer import (
     member_roles,
     reserve_seqs,
 )
+from chatforge.services.room_requests import RoomRequest
 from chatforge.store.bulk import among, padded
-from chatforge.store.models import ConversationKind, Message, Role, User
+from chatforge.store.models import ConversationKind, Message
 from chatforge.store.session_models import Reaction
 from chatforge.store.write_lane import Statements
 
@@ -53,24 +54,13 @@ def message_deleted() -> Conflict:
 
 
 @dataclass(slots=True)
-class Toggle:
+class Toggle(RoomRequest):
     """One request to set a reaction: on (``want`` True), off (False) or the other way round
     (None), once the emoji was checked."""
 
-    actor: User
-    conversation_id: int
     message_id: int
     emoji: str
     want: bool | None
-    actor_id: int = field(init=False)
-    actor_name: str = field(init=False)
-    actor_role: Role = field(init=False)
-
-    def __post_init__(self) -> None:
-        # Read once out of the ORM user: the batch reads them several times.
-        self.actor_id = self.actor.id
-        self.actor_name = self.actor.display_name
-        self.actor_role = self.actor.role
 
     @property
     def key(self) -> _Key:
