@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from limits.aio.storage import MemoryStorage, RedisStorage, Storage
+from limits.aio.storage import RedisStorage, Storage
 from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
@@ -18,6 +18,7 @@ from chatforge.realtime.broker import Broker, MemoryBroker
 from chatforge.realtime.redis_broker import RedisBroker
 from chatforge.services.coordination import Leases, LocalLeases, RedisLeases
 from chatforge.services.presence import MemoryPresence, Presence, RedisPresence
+from chatforge.services.window_storage import MemoryWindows
 from chatforge.settings import Settings
 
 
@@ -32,7 +33,7 @@ class Backends:
 
 def build_backends(settings: Settings) -> Backends:
     if not settings.redis_url:
-        return Backends(MemoryBroker(), MemoryPresence(), MemoryStorage(), LocalLeases())
+        return Backends(MemoryBroker(), MemoryPresence(), MemoryWindows(), LocalLeases())
     redis = redis_client(settings.redis_url)
     return Backends(
         broker=RedisBroker(redis),

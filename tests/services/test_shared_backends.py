@@ -5,13 +5,14 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
-from limits.aio.storage import MemoryStorage, RedisStorage
+from limits.aio.storage import RedisStorage
 from redis.asyncio import Redis
 
 from chatforge.auth.throttle import LoginThrottle
 from chatforge.errors import RateLimited
 from chatforge.services.coordination import Leases, LocalLeases, RedisLeases
 from chatforge.services.presence import MemoryPresence, Presence, RedisPresence
+from chatforge.services.window_storage import MemoryWindows
 from chatforge.store.models import Role
 from tests.servers import RedisServer, redis_server
 
@@ -87,7 +88,7 @@ async def throttles(
 ) -> AsyncIterator[tuple[LoginThrottle, LoginThrottle]]:
     """Two processes' throttles sharing (or, in memory, being) one counter store."""
     if request.param == "memory":
-        storage = MemoryStorage()
+        storage = MemoryWindows()
         throttle = LoginThrottle(storage, per_username=3, per_ip=100, window_minutes=15)
         yield throttle, throttle
         return
