@@ -32,6 +32,7 @@ from chatforge.errors import (
     TryAgain,
 )
 from chatforge.realtime.envelope import Envelope, conversation_topic
+from chatforge.services import message_writer
 from chatforge.services.eventlog import envelope_of
 from chatforge.services.message_writer import (
     Draft,
@@ -541,6 +542,39 @@ async def test_a_room_batch_counts_the_rate_limit_in_order_and_only_for_sends_it
         await ctx.messages.post(outsider, room.id, f"y{n}")
     with pytest.raises(RateLimited):
         await ctx.messages.post(outsider, room.id, "y5")
+    await check_log(ctx, room.id)
+
+
+async def test_a_room_batch_that_fails_as_a_whole_counts_each_message_once(
+    ctx: AppContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Its messages were counted against the rate limit before the failure; retried one by
+    one, they must not be counted again (five sends would then refuse themselves)."""
+    room = await open_room(ctx, 1)
+    member = room.members[0]
+    batches = room_batches(ctx)
+    write = message_writer.write_checked
+    failures = iter([RuntimeError("commit lost")])
+
+    def fail_once(statements: Statements, checked: Any) -> Any:
+        error = next(failures, None)
+        if error is not None:
+            raise error
+        return write(statements, checked)
+
+    monkeypatch.setattr(message_writer, "write_checked", fail_once)
+    acks = await gather(
+        *(ctx.messages.post(member, room.id, f"m{n}", client_id=f"m{n}") for n in range(5))
+    )
+
+    assert all(isinstance(ack, PostResult) for ack in acks), acks
+    # One batch of five, which failed; then each alone (the group's own fallback, unwatched).
+    assert batches.sizes == [5] and next(failures, None) is None
+    assert sorted(m.body for m in await rows(ctx, room.id) if m.sender_id == member.id) == [
+        f"m{n}" for n in range(5)
+    ]
+    with pytest.raises(RateLimited):  # five counted, not ten, and not fewer
+        await ctx.messages.post(member, room.id, "m5")
     await check_log(ctx, room.id)
 
 

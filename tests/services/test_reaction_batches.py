@@ -12,10 +12,14 @@ are checked to take it. On SQLite and PostgreSQL.
 
 from __future__ import annotations
 
+from typing import Any
+
+import pytest
 from sqlalchemy import select, update
 
 from chatforge.context import AppContext
 from chatforge.errors import Conflict, Forbidden, NotFound, RateLimited
+from chatforge.services import reactions as reactions_module
 from chatforge.services.reactions import ReactionResult
 from chatforge.store.models import Conversation, Role
 from chatforge.store.session_models import Reaction
@@ -150,6 +154,36 @@ async def test_the_rate_limit_counts_only_changes_in_the_order_sent(ctx: AppCont
         if index < 10:
             expected.add((member.id, CLAP))
         assert await reactions(ctx, message.message_id) == expected
+
+
+async def test_a_batch_that_fails_as_a_whole_counts_each_toggle_once(
+    ctx: AppContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Retried one by one after the batch failed, toggles it already counted are not counted
+    again (ten reactions would otherwise refuse themselves)."""
+    room = await open_room(ctx, 1)
+    member, instructor = room.members[0], room.instructor
+    messages = [await ctx.messages.post(instructor, room.id, f"m{n}") for n in range(11)]
+    write = reactions_module.write_toggles
+    failures = iter([RuntimeError("commit lost")])
+
+    def fail_once(statements: Any, changes: Any, now: Any) -> Any:
+        error = next(failures, None)
+        if error is not None:
+            raise error
+        return write(statements, changes, now)
+
+    monkeypatch.setattr(reactions_module, "write_toggles", fail_once)
+    outcomes = await gather(
+        *(ctx.reactions.add(member, room.id, m.message_id, CLAP) for m in messages[:10])
+    )
+
+    assert next(failures, None) is None, "the batch failed once"
+    assert all(isinstance(o, ReactionResult) and o.changed for o in outcomes), outcomes
+    for message in messages[:10]:
+        assert await reactions(ctx, message.message_id) == {(member.id, CLAP)}
+    with pytest.raises(RateLimited):  # ten counted (10 a minute), not twenty
+        await ctx.reactions.add(member, room.id, messages[10].message_id, CLAP)
 
 
 async def test_a_batch_refuses_what_it_must_and_leaves_private_messages_alone(

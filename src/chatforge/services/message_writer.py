@@ -203,6 +203,9 @@ class Draft:
     sender_id: int = field(init=False)
     sender_name: str = field(init=False)
     sender_role: Role = field(init=False)
+    # Counted against its room's rate limit by a batch that then failed as a whole: the
+    # one-message path it is retried on must not count it again.
+    counted: bool = field(default=False, init=False)
 
     def __post_init__(self) -> None:
         self.sender_id = self.sender.id
@@ -288,6 +291,8 @@ class MessageWriter:
                     await rooms.count_message(draft.conversation_id, draft.sender_id)
                 except RateLimited as refused:
                     checked.refuse(index, refused)
+                else:
+                    draft.counted = True
             return await steps.last(lambda st: write_checked(st, checked))
 
     async def _publish(self, results: Sequence[Stored | Exception]) -> None:

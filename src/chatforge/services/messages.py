@@ -224,6 +224,7 @@ class MessageService:
                 draft.client_id,
                 draft.recipient_id,
                 draft.reply_to,
+                counted=draft.counted,
             )
         except IntegrityError:
             # A concurrent resend of the same client_id won the unique index: return its ack.
@@ -256,6 +257,8 @@ class MessageService:
         client_id: str | None,
         recipient_id: int | None,
         reply_to: int | None,
+        *,
+        counted: bool = False,
     ) -> tuple[PostResult, PostedMessage | None]:
         async with self.log.transaction() as session:
             # Locked (FOR UPDATE on PostgreSQL; SQLite's writer holds the whole file) before the
@@ -286,7 +289,9 @@ class MessageService:
                     )
             admission: Admission | None = None
             if conversation.kind is ConversationKind.session and self.rooms is not None:
-                admission = await self.rooms.admit(session, actor, conversation, body, recipient_id)
+                admission = await self.rooms.admit(
+                    session, actor, conversation, body, recipient_id, counted=counted
+                )
                 body = admission.body
             message = await append_message(
                 self.log,

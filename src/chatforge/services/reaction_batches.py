@@ -18,7 +18,7 @@ from __future__ import annotations
 import functools
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, NamedTuple
 
@@ -61,6 +61,9 @@ class Toggle(RoomRequest):
     message_id: int
     emoji: str
     want: bool | None
+    # Counted against the room's rate limit by a batch that then failed as a whole: the
+    # one-toggle path it is retried on must not count it again.
+    counted: bool = field(default=False, init=False)
 
     @property
     def key(self) -> _Key:

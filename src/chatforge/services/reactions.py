@@ -172,6 +172,7 @@ class ReactionService:
                     decided = decide(toggle, facts)
                     if isinstance(decided, Change) and limited:
                         await self._count(toggle.conversation_id, toggle.actor_id)
+                        toggle.counted = True
                 except (ChatforgeError, Unbatchable) as refused:
                     outcomes.append(refused)
                     continue
@@ -227,7 +228,8 @@ class ReactionService:
             if add == (existing is not None):
                 count = await self._count_of(session, message_id, emoji)
                 return _Reacted(ReactionResult(emoji, add, count, changed=False, seq=None))
-            await self._limit(session, actor, conversation)
+            if not toggle.counted:
+                await self._limit(session, actor, conversation)
             if add:
                 session.add(
                     Reaction(

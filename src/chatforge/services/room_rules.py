@@ -67,12 +67,15 @@ class RoomRules:
         conversation: Conversation,
         body: str,
         recipient_id: int | None,
+        *,
+        counted: bool = False,
     ) -> Admission:
         """Check a send into a session room; returns what to store and who may see it.
 
         Raises ``Muted`` (403), ``RateLimited`` (429: ``rate_limited`` or ``slow_mode``) and
         ``Invalid`` (``invalid_recipient``). Nothing is counted against the rate limit unless
-        every other check passed.
+        every other check passed, nor when it was already (``counted``: by a batch that failed
+        as a whole).
         """
         now = self.clock()
         instructor = await is_instructor(session, actor, conversation)
@@ -84,7 +87,7 @@ class RoomRules:
             audience = await self._private_audience(
                 session, actor, conversation, recipient_id, instructor
             )
-        if not instructor:
+        if not (instructor or counted):
             await self.count_message(conversation.id, actor.id)
         screened = self.profanity.screen(body)
         return Admission(screened.text, audience, screened.violated, body, instructor)
