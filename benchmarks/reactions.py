@@ -15,6 +15,10 @@ With ``--hands`` each run then has everyone raise their hand at once ("raise you
 if..."), and prints when the last hand was up and the CPU per raise; the queue is checked to
 hold everyone once.
 
+The participants enter the room all at once, as a class starting (``SessionService.enter``,
+what the page and the socket's ``join_session`` use); ``--joins`` prints when the last one was
+in and the CPU per join, after checking that everyone is a participant.
+
 Pin it to one CPU as the server is (``taskset -c 0 python -m benchmarks.reactions``).
 """
 
@@ -47,6 +51,8 @@ class Room:
     id: int
     message_id: int
     people: list[User]
+    # Everyone entering at once: seconds until the last was in, and CPU seconds.
+    joins: tuple[float, float]
 
 
 async def open_room(ctx: AppContext, people: int) -> Room:
@@ -56,11 +62,15 @@ async def open_room(ctx: AppContext, people: int) -> Room:
     room = await ctx.sessions.create(instructor, "Applause")
     members = [instructor]
     for index in range(people - 1):
-        member = await ctx.accounts.register(f"bench-p{index}", "benchmark-pass")
-        await ctx.sessions.join(member, room.id)
-        members.append(member)
+        members.append(await ctx.accounts.register(f"bench-p{index}", "benchmark-pass"))
+    started, cpu = time.perf_counter(), time.process_time()
+    await asyncio.gather(*(ctx.sessions.enter(member, room.id) for member in members[1:]))
+    joins = (time.perf_counter() - started, time.process_time() - cpu)
+    state = await ctx.sessions.room(instructor, room.id)
+    if sorted(p.user_id for p in state.participants) != sorted(m.id for m in members):
+        raise SystemExit(f"{len(state.participants)} participants for {people} people")
     message = await ctx.messages.post(instructor, room.id, "Thank you all!")
-    return Room(room.id, message.message_id, members)
+    return Room(room.id, message.message_id, members, joins)
 
 
 async def toggle_all(ctx: AppContext, room: Room, toggles: int) -> tuple[float, float, list[float]]:
@@ -117,7 +127,7 @@ async def raise_all(ctx: AppContext, room: Room) -> tuple[float, float]:
 
 async def run(
     url: str, people: int, toggles: int, hands: bool
-) -> tuple[float, float, list[float], tuple[float, float] | None]:
+) -> tuple[float, float, list[float], tuple[float, float] | None, tuple[float, float]]:
     settings = load_settings(
         data_dir=Path(tempfile.mkdtemp(prefix="chatforge-reactions-")),
         database_url=url,
@@ -135,7 +145,7 @@ async def run(
         for index in range(toggles):
             toggled[room.people[index % people].id] += 1
         await check_stored(ctx, room, toggled)
-        return (*outcome, await raise_all(ctx, room) if hands else None)
+        return (*outcome, await raise_all(ctx, room) if hands else None, room.joins)
     finally:
         gc.unfreeze()
         await ctx.close()
@@ -146,11 +156,12 @@ def main() -> None:
     parser.add_argument("--people", type=int, nargs="+", default=[1, 100, 500])
     parser.add_argument("--toggles", type=int, default=5000)
     parser.add_argument("--hands", action="store_true", help="then everyone raises a hand")
+    parser.add_argument("--joins", action="store_true", help="how long everyone took to enter")
     args = parser.parse_args()
     print(f"{'people':>6} {'toggles/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'cpu us/toggle':>13}  load")
     for people in args.people:
         load = "/".join(f"{value:.1f}" for value in os.getloadavg())
-        seconds, cpu, latencies, hands = uvloop.run(
+        seconds, cpu, latencies, hands, joins = uvloop.run(
             run(fresh_sqlite_url(), people, args.toggles, args.hands)
         )
         print(
@@ -159,6 +170,13 @@ def main() -> None:
             f" {1e6 * cpu / args.toggles:>13.1f}  {load}",
             flush=True,
         )
+        if args.joins and people > 1:
+            joined, join_cpu = joins
+            print(
+                f"{'':>6} joins: all {people - 1} in after {1000 * joined:.1f} ms,"
+                f" {1e6 * join_cpu / (people - 1):.0f} us of CPU per join",
+                flush=True,
+            )
         if hands is not None:
             up, raise_cpu = hands
             print(

@@ -20,7 +20,7 @@ def test_a_small_run_prints_a_line_per_room_size() -> None:
     run = subprocess.run(
         [
             *(sys.executable, "-m", "benchmarks.reactions"),
-            *("--people", "1", "5", "--toggles", "23", "--hands"),
+            *("--people", "1", "5", "--toggles", "23", "--hands", "--joins"),
         ],
         cwd=ROOT,
         capture_output=True,
@@ -29,12 +29,15 @@ def test_a_small_run_prints_a_line_per_room_size() -> None:
     )
     assert run.returncode == 0, run.stderr
     lines = run.stdout.splitlines()[1:]
-    rows = [line.split() for line in lines if "hands:" not in line]
+    rows = [line.split() for line in lines if "hands:" not in line and "joins:" not in line]
     assert [row[0] for row in rows] == ["1", "5"]
     hands = [line for line in lines if "hands:" in line]
     found = [re.search(r"all (\d+) up after [0-9.]+ ms", line) for line in hands]
     assert [match.group(1) if match else None for match in found] == ["1", "5"]
     assert all(re.fullmatch(r"[0-9.]+", value) for row in rows for value in row[1:5])
+    # Only the room of five has anyone joining (the instructor of a room of one is in already).
+    joins = [re.search(r"joins: all (\d+) in after [0-9.]+ ms", line) for line in lines]
+    assert [match.group(1) for match in joins if match] == ["4"]
 
 
 async def test_the_check_refuses_a_count_that_does_not_add_up(ctx: AppContext) -> None:

@@ -111,6 +111,7 @@ class AppContext:
         await self.messages.close()
         await self.reactions.close()
         await self.hands.close()
+        await self.sessions.close()
         await self.channels.close()
         await self.relay.close()
         await self.http.aclose()

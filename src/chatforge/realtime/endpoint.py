@@ -427,7 +427,7 @@ class ClientSession:
         user, conversation_id = self.user, frame.conversation_id
         match frame:
             case protocol.SessionMembership(type="join_session"):
-                await self.ctx.sessions.join(user, conversation_id)
+                await self.ctx.sessions.enter(user, conversation_id)
             case protocol.SessionMembership():
                 await self.ctx.sessions.leave(user, conversation_id)
                 # Having left, this socket must stop receiving the room.

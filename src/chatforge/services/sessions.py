@@ -8,7 +8,7 @@ participant's list stays current.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -29,9 +29,18 @@ from chatforge.services.conversations import ConversationView, load_view
 from chatforge.services.eventlog import EventLog
 from chatforge.services.hand_batches import HandView
 from chatforge.services.hands import drop_hand, list_hands
+from chatforge.services.join_batches import (
+    Join,
+    Joined,
+    join_rooms,
+    joined_payload,
+    no_session,
+    session_ended,
+)
 from chatforge.services.moderation import MuteView, active_mute, mute_view
 from chatforge.services.policy import require_role
 from chatforge.store.database import Database
+from chatforge.store.group_commit import GroupCommit
 from chatforge.store.models import (
     Conversation,
     ConversationKind,
@@ -73,6 +82,14 @@ class SessionService:
         self.db = db
         self.log = log
         self.clock = clock
+        # A class starts with everyone opening the link at once: their joins share transactions.
+        self.joins: GroupCommit[Join, Joined] = GroupCommit(
+            self._commit_joins, fallback=self._enter_alone, after_commit=self._publish, name="joins"
+        )
+
+    async def close(self) -> None:
+        """Store the joins already queued, refuse new ones, and stop the batch writer."""
+        await self.joins.close()
 
     async def create(
         self, actor: User, title: str, topic_id: int | None = None
@@ -122,16 +139,36 @@ class SessionService:
         return await self._view(conversation.id)
 
     async def join(self, actor: User, conversation_id: int) -> ConversationView:
-        """Enter an active session from its link; joining again changes nothing.
+        """Enter an active session from its link (see ``enter``); returns the conversation."""
+        await self.enter(actor, conversation_id)
+        return await self._view(conversation_id)
+
+    async def enter(self, actor: User, conversation_id: int) -> None:
+        """Enter an active session from its link; entering again changes nothing. Batched with
+        the joins sent at the same time (``join_batches.py``).
 
         Raises ``NotFound`` (no such session) and ``Conflict`` (ended).
         """
+        await self.joins.submit(Join(actor, conversation_id))
+
+    async def _commit_joins(self, joins: Sequence[Join]) -> list[Joined | Exception]:
+        now = self.clock()
+        return await self.db.transact(lambda statements: join_rooms(statements, joins, now))
+
+    async def _publish(self, outcomes: Sequence[Joined | Exception]) -> None:
+        await self.log.publish(
+            o.envelope for o in outcomes if isinstance(o, Joined) and o.envelope is not None
+        )
+
+    async def _enter_alone(self, request: Join) -> Joined:
+        """One join in its own transaction (a batch that failed as a whole retries each)."""
+        actor, conversation_id = request.actor, request.conversation_id
         async with self.log.transaction() as session:
-            conversation = await session.get(Conversation, conversation_id)
+            conversation = await session.get(Conversation, conversation_id, with_for_update=True)
             if conversation is None or conversation.kind is not ConversationKind.session:
-                raise NotFound(f"No session {conversation_id}.", code="session_not_found")
+                raise no_session(conversation_id)
             if conversation.status not in OPEN:
-                raise Conflict("This session has ended.", code="conversation_closed")
+                raise session_ended()
             row = await session.get(Participant, (conversation_id, actor.id))
             role = INSTRUCTOR if actor.id == conversation.owner_id else MEMBER
             if row is None:
@@ -144,13 +181,13 @@ class SessionService:
                     )
                 )
             elif row.left_at is None:
-                return await load_view(session, conversation_id)
+                return Joined(None)
             else:
                 row.left_at = None
                 row.joined_at = self.clock()
                 role = row.role
             await self._joined(session, conversation_id, actor, role)
-        return await self._view(conversation_id)
+        return Joined(None)
 
     async def leave(self, actor: User, conversation_id: int) -> None:
         """Leave a session: you stop receiving it; a raised hand goes down with you.
@@ -254,7 +291,7 @@ class SessionService:
             conversation_id,
             "user_joined",
             actor_id=user.id,
-            payload={"user_id": user.id, "name": user.display_name, "role": role},
+            payload=joined_payload(user.id, user.display_name, role),
         )
 
     async def _view(self, conversation_id: int) -> ConversationView:

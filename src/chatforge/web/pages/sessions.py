@@ -98,7 +98,7 @@ def _mute_text(reason: str, seconds_left: int | None) -> str:
 @router.post("/sessions/{conversation_id}/join")
 async def join(request: Request, conversation_id: Id, user: PageUser, ctx: Context) -> Response:
     try:
-        await ctx.sessions.join(user, conversation_id)
+        await ctx.sessions.enter(user, conversation_id)
     except ChatforgeError as exc:
         if exc.status in {401, 403, 404}:
             raise
