@@ -12,7 +12,6 @@ a microsecond more: the queue, ordered by ``raised_at``, keeps the order the han
 from __future__ import annotations
 
 import functools
-from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -23,18 +22,15 @@ from sqlalchemy import Select, func, insert, select
 from chatforge.errors import ChatforgeError
 from chatforge.realtime.envelope import Envelope
 from chatforge.services.access import check_can_read_session, check_open
-from chatforge.services.eventlog import INSERT_ENCODED_EVENT, encoded_event
 from chatforge.services.message_writer import (
     Unbatchable,
     load_conversations,
     member_roles,
-    reserve_seqs,
 )
-from chatforge.services.room_requests import RoomRequest
+from chatforge.services.room_requests import RoomRequest, write_events
 from chatforge.store.bulk import among, padded
 from chatforge.store.models import ConversationKind
 from chatforge.store.session_models import RaisedHand
-from chatforge.store.types import utcnow
 from chatforge.store.write_lane import Statements
 
 _INSERT_HAND = insert(RaisedHand)
@@ -140,23 +136,18 @@ def _write(
             for _, request, raised_at in new
         ],
     )
-    seqs = reserve_seqs(statements, Counter(request.conversation_id for _, request, _ in new))
-    created_at = utcnow()
-    events: list[dict[str, Any]] = []
-    for index, request, raised_at in new:
-        event, envelope = encoded_event(
-            type="hand_raised",
-            conversation_id=request.conversation_id,
-            seq=next(seqs[request.conversation_id]),
-            actor_id=request.actor_id,
-            created_at=created_at,
-            payload=raised_payload(request.actor_id, request.actor_name, raised_at),
-        )
-        events.append(event)
+    envelopes = write_events(
+        statements,
+        "hand_raised",
+        [
+            (request, raised_payload(request.actor_id, request.actor_name, raised_at))
+            for _, request, raised_at in new
+        ],
+    )
+    for (index, _, _), envelope in zip(new, envelopes, strict=True):
         raised = outcomes[index]
         assert isinstance(raised, Raised)
         outcomes[index] = Raised(raised.view, envelope)
-    statements.run(INSERT_ENCODED_EVENT, events)
 
 
 @functools.lru_cache(maxsize=16)

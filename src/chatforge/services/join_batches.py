@@ -12,7 +12,6 @@ nothing. The new and returning members are written with one ``user_joined`` even
 from __future__ import annotations
 
 import functools
-from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -23,12 +22,10 @@ from sqlalchemy import Select, and_, bindparam, insert, null, select, update
 from chatforge.errors import Conflict, NotFound
 from chatforge.realtime.envelope import Envelope
 from chatforge.services.access import INSTRUCTOR, MEMBER, OPEN
-from chatforge.services.eventlog import INSERT_ENCODED_EVENT, encoded_event
-from chatforge.services.message_writer import load_conversations, reserve_seqs
-from chatforge.services.room_requests import RoomRequest
+from chatforge.services.message_writer import load_conversations
+from chatforge.services.room_requests import RoomRequest, write_events
 from chatforge.store.bulk import among, padded
 from chatforge.store.models import ConversationKind, Participant
-from chatforge.store.types import utcnow
 from chatforge.store.write_lane import Statements
 
 _INSERT_MEMBER = insert(Participant)
@@ -141,21 +138,16 @@ def _write(
         ],
     )
     statements.run(_RETURN, back)
-    seqs = reserve_seqs(statements, Counter(request.conversation_id for _, request, _ in new))
-    created_at = utcnow()
-    events: list[dict[str, Any]] = []
-    for index, request, role in new:
-        event, envelope = encoded_event(
-            type="user_joined",
-            conversation_id=request.conversation_id,
-            seq=next(seqs[request.conversation_id]),
-            actor_id=request.actor_id,
-            created_at=created_at,
-            payload=joined_payload(request.actor_id, request.actor_name, role),
-        )
-        events.append(event)
+    envelopes = write_events(
+        statements,
+        "user_joined",
+        [
+            (request, joined_payload(request.actor_id, request.actor_name, role))
+            for _, request, role in new
+        ],
+    )
+    for (index, _, _), envelope in zip(new, envelopes, strict=True):
         outcomes[index] = Joined(envelope)
-    statements.run(INSERT_ENCODED_EVENT, events)
 
 
 @functools.lru_cache(maxsize=16)
