@@ -87,7 +87,8 @@ def join_rooms(
 
     outcomes: list[Joined | Exception] = []
     new: list[tuple[int, Join, str]] = []  # (its outcome's index, the join, the role)
-    back: list[dict[str, Any]] = []
+    arrivals: list[dict[str, Any]] = []  # participants' rows to insert
+    back: list[dict[str, Any]] = []  # who had left, to bring back
     for request in joins:
         conversation = conversations.get(request.conversation_id)
         if conversation is None or conversation.kind is not ConversationKind.session:
@@ -103,6 +104,15 @@ def join_rooms(
             continue
         if membership is None:
             role = INSTRUCTOR if request.actor_id == conversation.owner_id else MEMBER
+            arrivals.append(
+                {
+                    "conversation_id": request.conversation_id,
+                    "user_id": request.actor_id,
+                    "role": role,
+                    "joined_at": now,
+                    "left_at": None,
+                }
+            )
         else:
             role = membership.role
             back.append({"room": request.conversation_id, "user": request.actor_id, "now": now})
@@ -110,33 +120,19 @@ def join_rooms(
         new.append((len(outcomes), request, role))
         outcomes.append(Joined(None))
     if new:
-        _write(statements, new, back, now, outcomes)
+        _write(statements, new, arrivals, back, outcomes)
     return outcomes
 
 
 def _write(
     statements: Statements,
     new: Sequence[tuple[int, Join, str]],
+    arrivals: Sequence[dict[str, Any]],
     back: Sequence[dict[str, Any]],
-    now: datetime,
     outcomes: list[Joined | Exception],
 ) -> None:
     """Insert the newcomers, bring back who had left, and write a ``user_joined`` each."""
-    returning = {(row["room"], row["user"]) for row in back}
-    statements.run(
-        _INSERT_MEMBER,
-        [
-            {
-                "conversation_id": request.conversation_id,
-                "user_id": request.actor_id,
-                "role": role,
-                "joined_at": now,
-                "left_at": None,
-            }
-            for _, request, role in new
-            if (request.conversation_id, request.actor_id) not in returning
-        ],
-    )
+    statements.run(_INSERT_MEMBER, arrivals)
     statements.run(_RETURN, back)
     envelopes = write_events(
         statements,
